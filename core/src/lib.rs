@@ -1,0 +1,12 @@
+//! The pure heart of Ouro: everything the edge, the executor and the client agree on, with no I/O.
+//!
+//! It builds for `wasm32-unknown-unknown` (the edge Worker) and natively (executor, client, tests), and it is
+//! where the rules live: what a valid submission is, what a job costs, what a valid x402 payment is, and the
+//! messages the edge and the executors exchange.
+
+pub mod dispatch;
+pub mod eip712;
+pub mod job;
+pub mod pricing;
+pub mod submit;
+pub mod x402;
