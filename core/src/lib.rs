@@ -9,4 +9,5 @@ pub mod eip712;
 pub mod job;
 pub mod pricing;
 pub mod submit;
+pub mod time;
 pub mod x402;

@@ -65,13 +65,44 @@ fn integer(body: &Map<String, Value>, field: &str, default: u32, min: u32, max: 
                 .as_u64()
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
                 .ok_or_else(|| invalid(field, format!("must be a whole number from {min} to {max}")))?;
-            if v < u64::from(min) || v > u64::from(max) {
-                return Err(invalid(field, format!("must be from {min} to {max}, got {v}")));
-            }
-            Ok(v as u32)
+            in_bounds(field, v, min, max)
         }
         Some(_) => Err(invalid(field, format!("must be a whole number from {min} to {max}"))),
     }
+}
+
+fn in_bounds(field: &str, v: u64, min: u32, max: u32) -> Result<u32, ValidationError> {
+    if v < u64::from(min) || v > u64::from(max) {
+        return Err(invalid(field, format!("must be from {min} to {max}, got {v}")));
+    }
+    Ok(v as u32)
+}
+
+fn query_integer(field: &str, raw: Option<&str>, default: u32, min: u32, max: u32) -> Result<u32, ValidationError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(raw) => {
+            let v = raw.parse().map_err(|_| invalid(field, format!("must be a whole number from {min} to {max}")))?;
+            in_bounds(field, v, min, max)
+        }
+    }
+}
+
+/// Validates the query of `GET /api/price` with the same bounds and defaults as a submission.
+pub fn validate_price_query(
+    cpus: Option<&str>,
+    time_limit_min: Option<&str>,
+    submission_mode: Option<&str>,
+) -> Result<PriceRequest, ValidationError> {
+    let cpus = query_integer("cpus", cpus, DEFAULT_CPUS, MIN_CPUS, MAX_CPUS)?;
+    let time_limit_min =
+        query_integer("time_limit_min", time_limit_min, DEFAULT_TIME_LIMIT_MIN, MIN_TIME_LIMIT_MIN, MAX_TIME_LIMIT_MIN)?;
+    let mode = match submission_mode.map(str::trim) {
+        None | Some("") => SubmissionMode::Script,
+        Some(m) => SubmissionMode::parse(m)
+            .ok_or_else(|| invalid("submission_mode", "must be \"script\" or \"multi_file\""))?,
+    };
+    Ok(PriceRequest { cpus, time_limit_min, mode })
 }
 
 fn optional_string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ValidationError> {
@@ -190,6 +221,17 @@ mod tests {
         let spec = v(json!({"script": "x", "submitter_address": "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266"})).unwrap();
         assert_eq!(spec.submitter_address.as_deref(), Some("0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"));
         assert_eq!(field_of(json!({"script": "x", "submitter_address": "0x123"})), "submitter_address");
+    }
+
+    #[test]
+    fn price_query_uses_the_same_bounds() {
+        let r = validate_price_query(Some("2"), Some("10"), Some("multi_file")).unwrap();
+        assert_eq!((r.cpus, r.time_limit_min, r.mode), (2, 10, SubmissionMode::MultiFile));
+        assert_eq!(validate_price_query(None, None, None).unwrap(), v(json!({"script": "x"})).unwrap().price_request());
+        assert_eq!(validate_price_query(Some("9"), None, None).unwrap_err().field, "cpus");
+        assert_eq!(validate_price_query(Some("x"), None, None).unwrap_err().field, "cpus");
+        assert_eq!(validate_price_query(None, Some("61"), None).unwrap_err().field, "time_limit_min");
+        assert_eq!(validate_price_query(None, None, Some("batch")).unwrap_err().field, "submission_mode");
     }
 
     #[test]

@@ -142,7 +142,9 @@ fn assert_time(p: &PaymentPayload, expected: &PaymentRequirements, now: u64) -> 
     Ok(valid_before)
 }
 
-fn assert_signature(p: &PaymentPayload, profile: &ChainProfile) -> Result<(Address, B256), PaymentRejection> {
+/// The payer and nonce of an authorization whose signature is the payer's own (checked against the token's
+/// domain of `profile`, not against anything the client claims).
+pub fn signer_and_nonce(p: &PaymentPayload, profile: &ChainProfile) -> Result<(Address, B256), PaymentRejection> {
     let auth = &p.payload.authorization;
     let from = parse_address(&auth.from).ok_or(PaymentRejection::Malformed("from"))?;
     let to = parse_address(&auth.to).ok_or(PaymentRejection::Malformed("to"))?;
@@ -182,7 +184,7 @@ pub fn check_payment(
     assert_requirements(&payment.accepted, expected)?;
     let amount = assert_recipient_and_value(payment, expected)?;
     let valid_before = assert_time(payment, expected, now)?;
-    let (payer, nonce) = assert_signature(payment, profile)?;
+    let (payer, nonce) = signer_and_nonce(payment, profile)?;
     Ok(VerifiedPayment { payer, nonce, amount, valid_before })
 }
 

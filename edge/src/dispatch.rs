@@ -1,0 +1,97 @@
+//! The Queue consumer: hands each paid job to an executor, and ends the jobs no executor would take.
+//!
+//! A message is acknowledged only once an executor has the job (or the job no longer needs one); a busy or
+//! unreachable pool makes the message come back later. When the queue's retries run out the message lands in
+//! the dead-letter queue, whose consumer fails the job as a `platform_error`: a paid job never silently vanishes.
+
+use ouro_core::dispatch::{
+    sign_request, AssignmentReply, JobAssignment, EXECUTOR_JOBS_PATH, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
+use ouro_core::job::JobStatus;
+use serde::{Deserialize, Serialize};
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Result};
+
+use crate::config::Config;
+use crate::db;
+use crate::outbound::post_json;
+use crate::routes::now_ms;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispatchMessage {
+    pub job_id: String,
+}
+
+const EXECUTOR_TIMEOUT_MS: u64 = 10_000;
+const RETRY_DELAY_S: u32 = 5;
+
+enum Handoff {
+    /// An executor has the job (now or from an earlier delivery).
+    Taken(String),
+    /// Nobody could take it now.
+    NotNow(String),
+}
+
+async fn hand_off(config: &Config, assignment: &JobAssignment) -> Handoff {
+    let body = serde_json::to_string(assignment).unwrap_or_default();
+    let mut why = Vec::new();
+    for url in &config.executor_urls {
+        let ts = now_ms() / 1000;
+        let sig = sign_request(&config.executor_secret, ts, "POST", EXECUTOR_JOBS_PATH, body.as_bytes());
+        let ts = ts.to_string();
+        let headers = [(HEADER_TIMESTAMP, ts.as_str()), (HEADER_SIGNATURE, sig.as_str())];
+        match post_json(&format!("{url}{EXECUTOR_JOBS_PATH}"), &body, &headers, EXECUTOR_TIMEOUT_MS).await {
+            Ok((202, _)) => return Handoff::Taken(url.clone()),
+            Ok((409, _)) => return Handoff::Taken(url.clone()),
+            Ok((status, text)) => {
+                let reply = serde_json::from_str::<AssignmentReply>(&text).ok();
+                why.push(format!("{url}: HTTP {status} {reply:?}"));
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Handoff::NotNow(why.join("; "))
+}
+
+pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<()> {
+    let dead_letters = batch.queue().ends_with("-dlq");
+    let config = Config::from_env(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let db = env.d1("DB")?;
+    for message in batch.messages()? {
+        let job_id = message.body().job_id.clone();
+        if dead_letters {
+            let why = "no executor accepted the job before the dispatch queue gave up";
+            db::fail_undispatched(&db, &job_id, why, now_ms()).await?;
+            message.ack();
+            continue;
+        }
+        let Some(job) = db::get_job(&db, &job_id).await? else {
+            worker::console_error!("queued job {job_id} has no record; dropping the message");
+            message.ack();
+            continue;
+        };
+        if job.status != JobStatus::Pending.as_str() {
+            message.ack();
+            continue;
+        }
+        let assignment = JobAssignment {
+            job_id: job.id.clone(),
+            image: job.image.clone(),
+            script: job.script.clone(),
+            cpus: job.cpus,
+            time_limit_min: job.time_limit_min,
+            output_cap_bytes: config.output_cap_bytes,
+        };
+        match hand_off(&config, &assignment).await {
+            Handoff::Taken(url) => {
+                let note = format!("accepted by executor {url}");
+                db::advance_status(&db, &job_id, JobStatus::Processing, &note, now_ms(), Some(&url)).await?;
+                message.ack();
+            }
+            Handoff::NotNow(why) => {
+                worker::console_log!("job {job_id} not dispatched yet: {why}");
+                message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(RETRY_DELAY_S).build());
+            }
+        }
+    }
+    Ok(())
+}

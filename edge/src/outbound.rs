@@ -1,0 +1,51 @@
+//! Outbound HTTP from the Worker with a deadline: every call to a facilitator or an executor goes through
+//! here, so none can hang a request or a queue batch.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::wasm_bindgen::JsValue;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("no answer from {url} within {ms} ms")]
+    Timeout { url: String, ms: u64 },
+    #[error("{url} unreachable: {why}")]
+    Unreachable { url: String, why: String },
+}
+
+/// POSTs `body` as JSON with extra `headers`; answers the status and the body text.
+pub async fn post_json(
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    timeout_ms: u64,
+) -> Result<(u16, String), OutboundError> {
+    let unreachable = |e: worker::Error| OutboundError::Unreachable { url: url.to_string(), why: e.to_string() };
+    let h = Headers::new();
+    h.set("content-type", "application/json").map_err(unreachable)?;
+    for (name, value) in headers {
+        h.set(name, value).map_err(unreachable)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(h).with_body(Some(JsValue::from_str(body)));
+    let request = Request::new_with_init(url, &init).map_err(unreachable)?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let sent = Box::pin(async {
+        let mut response = fetch.send_with_signal(&signal).await?;
+        let status = response.status_code();
+        Ok::<_, worker::Error>((status, response.text().await?))
+    });
+    let deadline = Delay::from(Duration::from_millis(timeout_ms));
+    let outcome = match select(sent, deadline).await {
+        Either::Left((result, _)) => result.map_err(unreachable),
+        Either::Right(_) => {
+            controller.abort();
+            Err(OutboundError::Timeout { url: url.to_string(), ms: timeout_ms })
+        }
+    };
+    outcome
+}

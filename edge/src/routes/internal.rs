@@ -1,0 +1,64 @@
+//! The executors' side door: status reports and results, each authenticated with the shared-secret HMAC of
+//! `ouro_core::dispatch`. Reports are idempotent: a late or repeated one changes nothing and still gets 200,
+//! so an executor's retry after a lost answer is harmless.
+
+use ouro_core::dispatch::{verify_request, JobOutcome, StatusReport, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use ouro_core::job::JobStatus;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use worker::{Request, Response, Result, RouteContext};
+
+use super::now_ms;
+use crate::config::Config;
+use crate::{db, http};
+
+/// The body of an authenticated executor call, or the response refusing it.
+async fn authenticated<T: DeserializeOwned>(
+    req: &mut Request,
+    ctx: &RouteContext<()>,
+) -> Result<std::result::Result<(String, T), Response>> {
+    let config = match Config::from_env(&ctx.env) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(http::error(500, "misconfigured", e)?)),
+    };
+    let body = req.bytes().await?;
+    let ts = req.headers().get(HEADER_TIMESTAMP)?;
+    let sig = req.headers().get(HEADER_SIGNATURE)?;
+    let path = req.path();
+    if let Err(e) =
+        verify_request(&config.executor_secret, now_ms() / 1000, ts.as_deref(), sig.as_deref(), "POST", &path, &body)
+    {
+        return Ok(Err(http::error(401, "unauthenticated", e)?));
+    }
+    let id = ctx.param("id").cloned().unwrap_or_default();
+    match serde_json::from_slice(&body) {
+        Ok(message) => Ok(Ok((id, message))),
+        Err(e) => Ok(Err(http::error(422, "invalid_report", format!("body: {e}"))?)),
+    }
+}
+
+pub async fn status(mut req: Request, ctx: RouteContext<()>) -> Result<Response> {
+    let (id, report): (String, StatusReport) = match authenticated(&mut req, &ctx).await? {
+        Ok(ok) => ok,
+        Err(resp) => return Ok(resp),
+    };
+    if !matches!(report.status, JobStatus::Processing | JobStatus::Running) {
+        return http::error(422, "invalid_report", "status reports carry processing or running; results go to /result");
+    }
+    let db = ctx.env.d1("DB")?;
+    let applied = db::advance_status(&db, &id, report.status, &report.message, now_ms(), None).await?;
+    http::json(200, &json!({ "applied": applied }))
+}
+
+pub async fn result(mut req: Request, ctx: RouteContext<()>) -> Result<Response> {
+    let (id, outcome): (String, JobOutcome) = match authenticated(&mut req, &ctx).await? {
+        Ok(ok) => ok,
+        Err(resp) => return Ok(resp),
+    };
+    let db = ctx.env.d1("DB")?;
+    if db::get_job(&db, &id).await?.is_none() {
+        return http::error(404, "job_not_found", format!("no job {id}"));
+    }
+    let applied = db::record_outcome(&db, &id, &outcome, now_ms()).await?;
+    http::json(200, &json!({ "applied": applied }))
+}
