@@ -22,7 +22,7 @@ pub struct DispatchMessage {
 }
 
 const EXECUTOR_TIMEOUT_MS: u64 = 10_000;
-const RETRY_DELAY_S: u32 = 5;
+const RETRY_DELAY_S: u32 = 6;
 
 enum Handoff {
     /// An executor has the job (now or from an earlier delivery).

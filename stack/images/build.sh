@@ -104,8 +104,12 @@ change_args+=(--change "LABEL ouro.image.recipe=$recipe_sha" --change "LABEL our
 dpkg_args=()
 for o in "${dpkg_opts[@]}"; do dpkg_args+=(--dpkgopt="$o"); done
 
-# The image import would happily take a truncated tarball if mmdebstrap dies half-way: pipefail makes the whole
-# pipeline fail, and the tag is only moved by a successful import.
+# `docker import` may accept a tarball cut short when mmdebstrap dies half-way, and would label it as a good
+# build. So import under a scratch tag and move `<alias>:latest` only when the whole pipeline succeeded.
+scratch="${alias_name}:building-$$"
+previous="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
+cleanup() { docker image rm "$scratch" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
 mmdebstrap \
   --mode=root \
   --variant="$variant" \
@@ -117,6 +121,11 @@ mmdebstrap \
   --customize-hook="$customize" \
   --format=tar \
   "$suite" - "${mirrors[@]}" \
-  | docker import "${change_args[@]}" - "$tag" >/dev/null
+  | docker import "${change_args[@]}" - "$scratch" >/dev/null
+docker tag "$scratch" "$tag"
+# The image the tag used to name is dead weight now (kept if a container still uses it).
+if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 
 echo "build.sh: built $tag in $(( $(date +%s) - start )) s" >&2
