@@ -22,6 +22,9 @@ fn router() -> Router<'static, ()> {
         .get_async("/api/jobs/:id", routes::jobs::get)
         .post_async("/internal/jobs/:id/status", routes::internal::status)
         .post_async("/internal/jobs/:id/result", routes::internal::result)
+        .or_else_any_method("/*path", |req, _| {
+            http::error(404, "not_found", format!("no route for {} {}", req.method().to_string(), req.path()))
+        })
 }
 
 #[event(fetch)]

@@ -1,1 +1,120 @@
+//! Shared fixtures of the end-to-end suite: where the stack listens, the funded test accounts, and reads of
+//! the chain (balances, EIP-3009 authorization state) straight from anvil, independent of the service.
+//!
+//! Each test that checks a balance pays from an account of its own (see [`Account`]), so tests can run in
+//! parallel without seeing each other's payments.
 
+use std::time::Duration;
+
+use alloy_primitives::{keccak256, Address, U256};
+use k256::ecdsa::SigningKey;
+use ouro_client::Client;
+use serde_json::{json, Value};
+
+pub const TOKEN: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+pub const PAY_TO: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
+pub const NETWORK: &str = "eip155:84532";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn edge_url() -> String {
+    env_or("OURO_URL", "http://127.0.0.1:8787")
+}
+
+pub fn rpc_url() -> String {
+    env_or("OURO_RPC_URL", "http://127.0.0.1:8545")
+}
+
+/// A client for the edge, after checking the stack answers (with a message saying how to start it).
+pub async fn client() -> Client {
+    let url = edge_url();
+    let up = reqwest::Client::new().get(format!("{url}/health")).timeout(Duration::from_secs(5)).send().await;
+    assert!(
+        up.is_ok_and(|r| r.status().is_success()),
+        "the local stack does not answer at {url}: run `cargo xtask up` (or `cargo xtask test`)"
+    );
+    Client::new(url).expect("edge URL")
+}
+
+/// Which funded anvil account a test pays from. One per test that checks balances; 1 is the demo's and 9 the
+/// Python suite's.
+#[derive(Debug, Clone, Copy)]
+pub enum Account {
+    HelloBalance = 2,
+    BadPayments = 3,
+    Replay = 4,
+    ExitCode = 5,
+    TimeLimit = 6,
+    Streams = 7,
+    Images = 8,
+}
+
+pub struct Wallet {
+    pub key: SigningKey,
+    pub address: Address,
+}
+
+pub fn wallet(account: Account) -> Wallet {
+    let path = env_or("OURO_ACCOUNTS_FILE", concat!(env!("CARGO_MANIFEST_DIR"), "/../stack/chain/accounts.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let accounts: Value = serde_json::from_str(&text).expect("accounts.json is JSON");
+    let entry = &accounts["accounts"][account as usize];
+    let key = ouro_client::key_from_hex(entry["private_key"].as_str().expect("private_key")).expect("a valid key");
+    let address = ouro_core::eip712::address_of(&key);
+    assert_eq!(
+        Some(address),
+        entry["address"].as_str().and_then(|a| a.parse().ok()),
+        "accounts.json address of {account:?} does not match its key"
+    );
+    Wallet { key, address }
+}
+
+async fn eth_call(data: String) -> String {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "eth_call",
+        "params": [{ "to": TOKEN, "data": data }, "latest"],
+    });
+    let answer: Value = reqwest::Client::new()
+        .post(rpc_url())
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("anvil answers")
+        .json()
+        .await
+        .expect("a JSON-RPC answer");
+    answer["result"].as_str().unwrap_or_else(|| panic!("eth_call failed: {answer}")).to_string()
+}
+
+fn selector(signature: &str) -> String {
+    hex::encode(&keccak256(signature.as_bytes())[..4])
+}
+
+fn word(bytes: &[u8]) -> String {
+    format!("{:0>64}", hex::encode(bytes))
+}
+
+/// The test USDC balance of `who`, read from the chain.
+pub async fn usdc_balance(who: Address) -> U256 {
+    let data = format!("0x{}{}", selector("balanceOf(address)"), word(who.as_slice()));
+    U256::from_str_radix(eth_call(data).await.trim_start_matches("0x"), 16).expect("a uint256")
+}
+
+/// Whether the token has seen the EIP-3009 authorization `(from, nonce)` (i.e. it was settled on chain).
+pub async fn authorization_used(from: Address, nonce: &str) -> bool {
+    let nonce = hex::decode(nonce.trim_start_matches("0x")).expect("nonce hex");
+    let data = format!("0x{}{}{}", selector("authorizationState(address,bytes32)"), word(from.as_slice()), word(&nonce));
+    U256::from_str_radix(eth_call(data).await.trim_start_matches("0x"), 16).expect("a bool") != U256::ZERO
+}
+
+/// Waits for a job to end, with room for the queue and the container on a busy machine.
+pub async fn finished(client: &Client, job_id: &str, limit: Duration) -> Value {
+    client.wait(job_id, limit).await.unwrap_or_else(|e| panic!("job {job_id} did not finish: {e}"))
+}
+
+pub fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_else(|| panic!("{field} is not a string in {v}"))
+}
