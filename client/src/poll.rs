@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-const FIRST: Duration = Duration::from_millis(200);
+const FIRST: Duration = Duration::from_millis(100);
 const MAX: Duration = Duration::from_secs(1);
 
-/// Doubling delays from 200 ms, capped at 1 s.
+/// Delays growing by half from 100 ms, capped at 1 s: a sub-second job is seen within ~100 ms of its end.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
@@ -19,7 +19,7 @@ impl Backoff {
 
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
-        self.next = (self.next * 2).min(MAX);
+        self.next = (self.next * 3 / 2).min(MAX);
         delay
     }
 }
@@ -38,6 +38,7 @@ mod tests {
     fn starts_fast_and_settles_at_one_second() {
         let mut b = Backoff::new();
         let ms: Vec<u128> = (0..6).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(ms, [200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(ms, [100, 150, 225, 337, 506, 759]);
+        assert_eq!(b.next_delay(), MAX);
     }
 }

@@ -4,6 +4,7 @@
 //! - `down`   stop everything `up` started
 //! - `demo`   `up`, then a real paid `echo hello` job with the `ouro` client
 //! - `test`   `up` if needed, then every test (unit, executor, end to end, Python SDK); stops what it started
+//! - `bench`  `up`, then the latency benchmark (paid job vs bare container, as a ratio)
 //! - `status` what is running
 
 mod install;
@@ -23,8 +24,9 @@ fn main() -> ExitCode {
         Some("demo") => tasks::demo(),
         Some("test") => tasks::test(&args[1..]),
         Some("status") => tasks::status(),
+        Some("bench") => tasks::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <up | down | demo | test [filter] | status>");
+            eprintln!("usage: cargo xtask <up | down | demo | test [filter] [--keep] | bench [--rounds N] | status>");
             return ExitCode::from(2);
         }
     };

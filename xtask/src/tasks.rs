@@ -114,6 +114,19 @@ pub fn demo() -> Result<()> {
     )
 }
 
+/// The latency benchmark: paid `echo hello` end to end against a bare container run, as a ratio.
+pub fn bench(args: &[String]) -> Result<()> {
+    up()?;
+    procs::run(
+        "the latency benchmark",
+        Command::new("cargo")
+            .args(["run", "--quiet", "-p", "ouro-bench", "--bin", "ouro-latency", "--"])
+            .args(args)
+            .env("OURO_URL", edge_url())
+            .current_dir(paths::root()),
+    )
+}
+
 /// Runs every test against the stack; stops afterwards whatever it had to start.
 pub fn test(args: &[String]) -> Result<()> {
     let keep = args.iter().any(|a| a == "--keep");

@@ -146,7 +146,7 @@ async fn main() -> Result<()> {
         opt_ms(&queued),
         opt_ms(&ran),
     );
-    println!("  (Client::wait polls after 200, 400, 800, 1000... ms, so wait-to-terminal is quantized by polling)");
+    println!("  (Client::wait polls after 100, 150, 225, ... up to 1000 ms, so wait-to-terminal is quantized by polling)");
     Ok(())
 }
 
