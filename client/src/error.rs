@@ -3,7 +3,7 @@
 
 use ouro_core::eip712::SignatureError;
 use ouro_core::x402::header::HeaderError;
-use ouro_core::x402::{BadNetwork, SettlementResponse};
+use ouro_core::x402::SettlementResponse;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
@@ -42,8 +42,6 @@ pub enum ClientError {
     NoExactScheme(String),
     #[error("payment requirements field {field} is unusable ({value:?})")]
     BadRequirements { field: &'static str, value: String },
-    #[error(transparent)]
-    BadNetwork(#[from] BadNetwork),
     #[error("authorization field {field} is unusable ({value:?})")]
     BadAuthorization { field: &'static str, value: String },
     #[error("signing the payment failed: {0}")]

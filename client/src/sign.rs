@@ -3,11 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy_primitives::{Address, B256, U256};
 use k256::ecdsa::SigningKey;
 use ouro_core::eip712::{address_of, authorization_digest, sign_digest, TokenDomain, TransferWithAuthorization};
 use ouro_core::x402::{
-    chain_id_of, Authorization, ExactEvmPayload, PaymentPayload, PaymentRequired, PaymentRequirements, SCHEME_EXACT,
+    Authorization, ExactEvmPayload, MalformedField, PaymentPayload, PaymentRequired, PaymentRequirements, SCHEME_EXACT,
     X402_VERSION,
 };
 use rand::RngCore;
@@ -63,34 +62,25 @@ pub fn sign_payment_at(
     })
 }
 
-/// The token's domain as the requirements describe it: `extra.name`/`extra.version`, the CAIP-2 chain, the asset.
-pub fn token_domain(accepted: &PaymentRequirements) -> Result<TokenDomain> {
-    Ok(TokenDomain {
-        name: accepted.extra.name.clone(),
-        version: accepted.extra.version.clone(),
-        chain_id: chain_id_of(&accepted.network)?,
-        verifying_contract: parse_address(&accepted.asset)
-            .ok_or_else(|| ClientError::BadRequirements { field: "asset", value: accepted.asset.clone() })?,
+fn token_domain(accepted: &PaymentRequirements) -> Result<TokenDomain> {
+    accepted.token_domain().map_err(|MalformedField(field)| ClientError::BadRequirements {
+        field,
+        value: if field == "asset" { accepted.asset.clone() } else { accepted.network.clone() },
     })
 }
 
 fn message_of(auth: &Authorization) -> Result<TransferWithAuthorization> {
-    let bad = |field: &'static str, value: &str| ClientError::BadAuthorization { field, value: value.to_string() };
-    let address = |field, value: &str| parse_address(value).ok_or_else(|| bad(field, value));
-    let number = |field, value: &str| value.parse::<U256>().map_err(|_| bad(field, value));
-    Ok(TransferWithAuthorization {
-        from: address("from", &auth.from)?,
-        to: address("to", &auth.to)?,
-        value: number("value", &auth.value)?,
-        validAfter: number("validAfter", &auth.valid_after)?,
-        validBefore: number("validBefore", &auth.valid_before)?,
-        nonce: auth.nonce.parse::<B256>().map_err(|_| bad("nonce", &auth.nonce))?,
+    auth.message().map_err(|MalformedField(field)| {
+        let value = match field {
+            "from" => &auth.from,
+            "to" => &auth.to,
+            "value" => &auth.value,
+            "validAfter" => &auth.valid_after,
+            "validBefore" => &auth.valid_before,
+            _ => &auth.nonce,
+        };
+        ClientError::BadAuthorization { field, value: value.clone() }
     })
-}
-
-fn parse_address(s: &str) -> Option<Address> {
-    // Any letter case: servers lower-case or checksum addresses as they please.
-    s.to_ascii_lowercase().parse().ok()
 }
 
 /// 32 random bytes: EIP-3009 nonces are not sequential, only never reused per payer.
@@ -221,7 +211,7 @@ mod tests {
 
         let mut bad = profile().requirements(10_000, None);
         bad.network = "base-sepolia".into();
-        assert!(matches!(sign_payment_at(&key(), &required(bad), NOW, |_| {}), Err(ClientError::BadNetwork(_))));
+        assert!(matches!(sign_payment_at(&key(), &required(bad), NOW, |_| {}), Err(ClientError::BadRequirements { field: "network", .. })));
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! precondition with its own typed reason, mapped to a wire string in one place ([`PaymentRejection::code`]).
 //! Balance, on-chain nonce state and smart-wallet signatures are left to the facilitator.
 
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, B256};
 
-use super::{ChainProfile, PaymentPayload, PaymentRequirements, SCHEME_EXACT, X402_VERSION};
-use crate::eip712::{authorization_digest, recover_signer, SignatureError, TransferWithAuthorization};
+use super::{parse_address, ChainProfile, MalformedField, PaymentPayload, PaymentRequirements, SCHEME_EXACT, X402_VERSION};
+use crate::eip712::{authorization_digest, recover_signer, SignatureError};
 
 /// Seconds `validBefore` must lie beyond now, so that the authorization is still valid when the settlement
 /// transaction lands in a block.
@@ -146,18 +146,8 @@ fn assert_time(p: &PaymentPayload, expected: &PaymentRequirements, now: u64) -> 
 /// domain of `profile`, not against anything the client claims).
 pub fn signer_and_nonce(p: &PaymentPayload, profile: &ChainProfile) -> Result<(Address, B256), PaymentRejection> {
     let auth = &p.payload.authorization;
-    let from = parse_address(&auth.from).ok_or(PaymentRejection::Malformed("from"))?;
-    let to = parse_address(&auth.to).ok_or(PaymentRejection::Malformed("to"))?;
-    let nonce: B256 = auth.nonce.parse().map_err(|_| PaymentRejection::Malformed("nonce"))?;
-    let number = |s: &str, field| s.parse::<U256>().map_err(|_| PaymentRejection::Malformed(field));
-    let message = TransferWithAuthorization {
-        from,
-        to,
-        value: number(&auth.value, "value")?,
-        validAfter: number(&auth.valid_after, "validAfter")?,
-        validBefore: number(&auth.valid_before, "validBefore")?,
-        nonce,
-    };
+    let message = auth.message().map_err(|MalformedField(field)| PaymentRejection::Malformed(field))?;
+    let (from, nonce) = (message.from, message.nonce);
     let domain = profile.token_domain().map_err(|_| PaymentRejection::WrongNetwork(profile.network.clone()))?;
     let signature = hex::decode(p.payload.signature.trim_start_matches("0x"))
         .map_err(|_| PaymentRejection::Malformed("signature"))?;
@@ -186,11 +176,6 @@ pub fn check_payment(
     let valid_before = assert_time(payment, expected, now)?;
     let (payer, nonce) = signer_and_nonce(payment, profile)?;
     Ok(VerifiedPayment { payer, nonce, amount, valid_before })
-}
-
-fn parse_address(s: &str) -> Option<Address> {
-    // Accept any letter case: checksums are a display aid, and clients lower-case addresses freely.
-    s.to_ascii_lowercase().parse().ok()
 }
 
 fn same_address(a: &str, b: &str) -> bool {

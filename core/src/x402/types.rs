@@ -1,8 +1,11 @@
 //! x402 v2 wire types (camelCase JSON). Unknown fields inside `extra` are kept so that the requirements a
 //! client echoes back in `accepted` compare equal to what we issued, field for field.
 
+use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::eip712::{TokenDomain, TransferWithAuthorization};
 
 pub const X402_VERSION: u8 = 2;
 pub const SCHEME_EXACT: &str = "exact";
@@ -124,4 +127,42 @@ pub struct FacilitatorRequest {
     pub x402_version: u8,
     pub payment_payload: PaymentPayload,
     pub payment_requirements: PaymentRequirements,
+}
+
+/// An address in any letter case: checksums are a display aid, and clients lower-case addresses freely.
+pub fn parse_address(s: &str) -> Option<Address> {
+    s.to_ascii_lowercase().parse().ok()
+}
+
+/// The authorization field that is not a well-formed address, number or nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("authorization field {0} is malformed")]
+pub struct MalformedField(pub &'static str);
+
+impl Authorization {
+    /// The EIP-3009 message this authorization stands for (what is signed, and what the signature is checked on).
+    pub fn message(&self) -> Result<TransferWithAuthorization, MalformedField> {
+        let address = |field, v: &str| parse_address(v).ok_or(MalformedField(field));
+        let number = |field, v: &str| v.parse::<U256>().map_err(|_| MalformedField(field));
+        Ok(TransferWithAuthorization {
+            from: address("from", &self.from)?,
+            to: address("to", &self.to)?,
+            value: number("value", &self.value)?,
+            validAfter: number("validAfter", &self.valid_after)?,
+            validBefore: number("validBefore", &self.valid_before)?,
+            nonce: self.nonce.parse::<B256>().map_err(|_| MalformedField("nonce"))?,
+        })
+    }
+}
+
+impl PaymentRequirements {
+    /// The token's EIP-712 domain as these requirements describe it (`extra`, the CAIP-2 chain, the asset).
+    pub fn token_domain(&self) -> Result<TokenDomain, MalformedField> {
+        Ok(TokenDomain {
+            name: self.extra.name.clone(),
+            version: self.extra.version.clone(),
+            chain_id: super::chain_id_of(&self.network).map_err(|_| MalformedField("network"))?,
+            verifying_contract: parse_address(&self.asset).ok_or(MalformedField("asset"))?,
+        })
+    }
 }
