@@ -217,14 +217,7 @@ mod tests {
             nonce: format!("0x{}", "ab".repeat(32)),
         };
         tweak(&mut auth);
-        let message = TransferWithAuthorization {
-            from: auth.from.parse().unwrap(),
-            to: auth.to.parse().unwrap(),
-            value: auth.value.parse().unwrap(),
-            validAfter: auth.valid_after.parse().unwrap(),
-            validBefore: auth.valid_before.parse().unwrap(),
-            nonce: auth.nonce.parse().unwrap(),
-        };
+        let message = auth.message().unwrap();
         let digest = authorization_digest(&profile().token_domain().unwrap(), &message);
         let sig = sign_digest(&key(), &digest).unwrap();
         PaymentPayload {
