@@ -39,7 +39,14 @@ pub struct JobAssignment {
     pub job_id: String,
     /// An image alias (`ouro-python`, ...); the executor maps it to an engine image.
     pub image: String,
+    /// The script of a script job (empty when the job is a workspace with an `entrypoint` or a Dockerfile).
     pub script: String,
+    /// The workspace's files (a `Dockerfile` among them makes it an image build); empty for a script job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::workspace::WorkspaceFile>,
+    /// A shell command line to run instead of the script or the image's ENTRYPOINT/CMD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
     pub cpus: u32,
     pub time_limit_min: u32,
     /// Most bytes of stdout and of stderr (each) the executor keeps; beyond it the stream is drained and dropped.

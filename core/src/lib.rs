@@ -5,9 +5,11 @@
 //! messages the edge and the executors exchange.
 
 pub mod dispatch;
+pub mod dockerfile;
 pub mod eip712;
 pub mod job;
 pub mod pricing;
 pub mod submit;
 pub mod time;
+pub mod workspace;
 pub mod x402;

@@ -5,23 +5,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::dockerfile;
 use crate::job::{DEFAULT_IMAGE, IMAGE_ALIASES};
 use crate::pricing::{PriceRequest, SubmissionMode};
+use crate::workspace::{self, Encoding, WorkspaceError, WorkspaceFile, DOCKERFILE, MAX_FILES, SCRIPT_FILE};
 
 pub const MAX_SCRIPT_CHARS: usize = 65_536;
+/// Longest `entrypoint` command line (characters).
+pub const MAX_ENTRYPOINT_CHARS: usize = 4096;
 pub const MIN_CPUS: u32 = 1;
 pub const MAX_CPUS: u32 = 8;
 pub const MIN_TIME_LIMIT_MIN: u32 = 1;
 pub const MAX_TIME_LIMIT_MIN: u32 = 60;
 pub const DEFAULT_CPUS: u32 = 1;
 pub const DEFAULT_TIME_LIMIT_MIN: u32 = 1;
-/// A raw body larger than this is refused before it is parsed.
-pub const MAX_BODY_BYTES: usize = 11 * 1024 * 1024;
+/// A raw body larger than this is refused before it is parsed. A full workspace (10 MiB) sent as base64 is
+/// 13.4 MiB; the rest leaves room for the JSON around it, 100 paths, a script and an entrypoint written with
+/// escapes.
+pub const MAX_BODY_BYTES: usize = 15 * 1024 * 1024;
 
 /// Fields the public contract defines but this server does not serve yet: refused by name, not ignored,
 /// so nobody believes a webhook or a mount was set up when it was not.
-const NOT_YET_SUPPORTED: [&str; 4] = ["files", "entrypoint", "webhook_url", "mount_storage"];
-const KNOWN: [&str; 5] = ["script", "cpus", "time_limit_min", "image", "submitter_address"];
+const NOT_YET_SUPPORTED: [&str; 2] = ["webhook_url", "mount_storage"];
+const KNOWN: [&str; 7] = ["script", "files", "entrypoint", "cpus", "time_limit_min", "image", "submitter_address"];
+const FILE_KEYS: [&str; 3] = ["path", "content", "encoding"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -37,16 +44,41 @@ fn invalid(field: &str, message: impl Into<String>) -> ValidationError {
 /// A submission that passed every rule, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
+    /// The script; empty when the submission has none (a workspace run by its `entrypoint` or its Dockerfile).
+    /// In a workspace it is the file [`SCRIPT_FILE`], which is not repeated in `files`.
     pub script: String,
     pub cpus: u32,
     pub time_limit_min: u32,
+    /// The prebuilt alias the job runs on; for a Dockerfile workspace, its FROM alias.
     pub image: String,
     pub submitter_address: Option<String>,
+    /// The submitted files, decoded, sorted by path (so the digest is canonical).
+    // Left out of the JSON when empty, so a script job's digest is what it was before workspaces existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<WorkspaceFile>,
+    /// A shell command line run in the workspace instead of the script or the image's ENTRYPOINT/CMD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
 }
 
 impl JobSpec {
+    pub fn has_script(&self) -> bool {
+        !self.script.is_empty()
+    }
+
+    /// The workspace's Dockerfile, when it has one (the job is then an image build).
+    pub fn dockerfile(&self) -> Option<&WorkspaceFile> {
+        self.files.iter().find(|f| f.path == DOCKERFILE)
+    }
+
+    /// Everything the job's directory holds: the files plus the script as [`SCRIPT_FILE`] (sorted by path).
+    pub fn workspace_files(&self) -> Vec<WorkspaceFile> {
+        workspace::with_script(&self.files, &self.script)
+    }
+
     pub fn price_request(&self) -> PriceRequest {
-        PriceRequest { cpus: self.cpus, time_limit_min: self.time_limit_min, mode: SubmissionMode::Script }
+        let mode = if self.files.is_empty() { SubmissionMode::Script } else { SubmissionMode::MultiFile };
+        PriceRequest { cpus: self.cpus, time_limit_min: self.time_limit_min, mode }
     }
 
     /// A digest of the canonical spec: the same payment sent with a different body is told apart by it.
@@ -95,8 +127,13 @@ pub fn validate_price_query(
     submission_mode: Option<&str>,
 ) -> Result<PriceRequest, ValidationError> {
     let cpus = query_integer("cpus", cpus, DEFAULT_CPUS, MIN_CPUS, MAX_CPUS)?;
-    let time_limit_min =
-        query_integer("time_limit_min", time_limit_min, DEFAULT_TIME_LIMIT_MIN, MIN_TIME_LIMIT_MIN, MAX_TIME_LIMIT_MIN)?;
+    let time_limit_min = query_integer(
+        "time_limit_min",
+        time_limit_min,
+        DEFAULT_TIME_LIMIT_MIN,
+        MIN_TIME_LIMIT_MIN,
+        MAX_TIME_LIMIT_MIN,
+    )?;
     let mode = match submission_mode.map(str::trim) {
         None | Some("") => SubmissionMode::Script,
         Some(m) => SubmissionMode::parse(m)
@@ -119,25 +156,88 @@ pub fn parse_wallet(s: &str) -> Option<String> {
     (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("0x{}", hex.to_ascii_lowercase()))
 }
 
-/// Validates a submit body (raw bytes, as received).
-pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(invalid("body", format!("is {} bytes; at most {MAX_BODY_BYTES} are accepted", body.len())));
-    }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not valid JSON: {e}")))?;
-    let Value::Object(body) = value else {
-        return Err(invalid("body", "must be a JSON object"));
+fn workspace_error(e: WorkspaceError) -> ValidationError {
+    ValidationError { field: e.field(), message: e.to_string() }
+}
+
+/// The `files` array, decoded, in submitted order (indices in errors are positions in it).
+fn files(body: &Map<String, Value>) -> Result<Option<Vec<WorkspaceFile>>, ValidationError> {
+    let items = match body.get("files") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(invalid("files", "must be an array of {path, content, encoding?} objects")),
     };
-    for key in body.keys() {
-        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
-            return Err(invalid(key, "is not supported by this server yet; send a single `script`"));
-        }
-        if !KNOWN.contains(&key.as_str()) {
-            return Err(invalid(key, format!("is not a known field (known: {})", KNOWN.join(", "))));
-        }
+    // Counted before anything is decoded: an oversized array costs nothing more.
+    if items.len() > MAX_FILES {
+        return Err(workspace_error(WorkspaceError::TooManyFiles { count: items.len() }));
     }
-    let script = optional_string(&body, "script")?.ok_or_else(|| invalid("script", "is required"))?;
+    let mut files = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(file) = item else {
+            return Err(invalid(&format!("files[{i}]"), "must be an object {path, content, encoding?}"));
+        };
+        if let Some(key) = file.keys().find(|k| !FILE_KEYS.contains(&k.as_str())) {
+            return Err(invalid(
+                &format!("files[{i}].{key}"),
+                format!("is not a known field of a file (known: {})", FILE_KEYS.join(", ")),
+            ));
+        }
+        let Some(Value::String(path)) = file.get("path") else {
+            return Err(invalid(&format!("files[{i}].path"), "is required and must be a string"));
+        };
+        let Some(Value::String(content)) = file.get("content") else {
+            return Err(invalid(
+                &format!("files[{i}].content"),
+                format!("is required and must be a string (file {})", workspace::shown(path)),
+            ));
+        };
+        let encoding = match file.get("encoding") {
+            None | Some(Value::Null) => Encoding::Utf8,
+            Some(Value::String(e)) => Encoding::parse(e).ok_or_else(|| {
+                invalid(
+                    &format!("files[{i}].encoding"),
+                    format!(
+                        "must be \"utf-8\" or \"base64\", got {} (file {})",
+                        workspace::shown(e),
+                        workspace::shown(path)
+                    ),
+                )
+            })?,
+            Some(_) => {
+                return Err(invalid(&format!("files[{i}].encoding"), "must be \"utf-8\" or \"base64\""));
+            }
+        };
+        let content = encoding.decode(content).map_err(|e| {
+            invalid(
+                &format!("files[{i}].content"),
+                format!("is not valid standard base64 ({e}) (file {})", workspace::shown(path)),
+            )
+        })?;
+        files.push(WorkspaceFile { path: path.clone(), content });
+    }
+    Ok(Some(files))
+}
+
+fn entrypoint(body: &Map<String, Value>) -> Result<Option<String>, ValidationError> {
+    let Some(entrypoint) = optional_string(body, "entrypoint")? else { return Ok(None) };
+    let chars = entrypoint.chars().count();
+    if entrypoint.trim().is_empty() {
+        return Err(invalid("entrypoint", "must not be empty"));
+    }
+    if chars > MAX_ENTRYPOINT_CHARS {
+        return Err(invalid(
+            "entrypoint",
+            format!("is {chars} characters; at most {MAX_ENTRYPOINT_CHARS} are allowed"),
+        ));
+    }
+    if entrypoint.contains('\0') {
+        return Err(invalid("entrypoint", "must not contain NUL characters"));
+    }
+    Ok(Some(entrypoint.to_string()))
+}
+
+fn script(body: &Map<String, Value>) -> Result<Option<&str>, ValidationError> {
+    let Some(script) = optional_string(body, "script")? else { return Ok(None) };
     let chars = script.chars().count();
     if chars == 0 || script.trim().is_empty() {
         return Err(invalid("script", "must not be empty"));
@@ -148,22 +248,110 @@ pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
     if script.contains('\0') {
         return Err(invalid("script", "must not contain NUL characters"));
     }
+    Ok(Some(script))
+}
+
+/// The image a workspace with a Dockerfile runs on: its FROM alias, once the Dockerfile passed every rule.
+/// Dockerfile errors land on `files[i].content` (`i`: the Dockerfile's position), message `line N: reason`.
+fn dockerfile_image(
+    files: &[WorkspaceFile],
+    index: usize,
+    has_script: bool,
+    entrypoint_given: bool,
+    image: Option<&str>,
+) -> Result<String, ValidationError> {
+    let field = format!("files[{index}].content");
+    let text = std::str::from_utf8(&files[index].content)
+        .map_err(|_| invalid(&field, format!("the {DOCKERFILE} is not UTF-8 text")))?;
+    let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    if has_script {
+        paths.push(SCRIPT_FILE);
+    }
+    let parsed = dockerfile::validate(text, &paths, entrypoint_given).map_err(|e| invalid(&field, e.to_string()))?;
+    match image {
+        Some(image) if image != parsed.from_alias => Err(invalid(
+            "image",
+            format!(
+                "is {image:?} but the {DOCKERFILE}'s FROM is {:?}; leave `image` out or make them match",
+                parsed.from_alias
+            ),
+        )),
+        _ => Ok(parsed.from_alias),
+    }
+}
+
+/// Validates a submit body (raw bytes, as received).
+pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(invalid("body", format!("is {} bytes; at most {MAX_BODY_BYTES} are accepted", body.len())));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid("body", format!("is not valid JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(invalid("body", "must be a JSON object"));
+    };
+    for key in body.keys() {
+        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
+            return Err(invalid(key, "is not supported by this server yet; leave it out"));
+        }
+        if !KNOWN.contains(&key.as_str()) {
+            return Err(invalid(key, format!("is not a known field (known: {})", KNOWN.join(", "))));
+        }
+    }
+    let script = script(&body)?;
+    let mut files = match (files(&body)?, script) {
+        (None, None) => return Err(invalid("script", "is required (or `files`)")),
+        (Some(files), None) if files.is_empty() => {
+            return Err(invalid("files", "must hold at least one file when there is no `script`"))
+        }
+        (files, _) => files.unwrap_or_default(),
+    };
+    let has_script = script.is_some();
+    workspace::check_files(&files, has_script).map_err(workspace_error)?;
+    let entrypoint = entrypoint(&body)?;
     let cpus = integer(&body, "cpus", DEFAULT_CPUS, MIN_CPUS, MAX_CPUS)?;
     let time_limit_min =
         integer(&body, "time_limit_min", DEFAULT_TIME_LIMIT_MIN, MIN_TIME_LIMIT_MIN, MAX_TIME_LIMIT_MIN)?;
-    let image = optional_string(&body, "image")?.unwrap_or(DEFAULT_IMAGE);
-    if !IMAGE_ALIASES.contains(&image) {
-        return Err(invalid("image", format!("{image:?} is not a prebuilt image (allowed: {})", IMAGE_ALIASES.join(", "))));
-    }
+    let requested_image = optional_string(&body, "image")?;
+    let image = match files.iter().position(|f| f.path == DOCKERFILE) {
+        Some(index) => dockerfile_image(&files, index, has_script, entrypoint.is_some(), requested_image)?,
+        None => {
+            let image = requested_image.unwrap_or(DEFAULT_IMAGE);
+            if !IMAGE_ALIASES.contains(&image) {
+                return Err(invalid(
+                    "image",
+                    format!("{image:?} is not a prebuilt image (allowed: {})", IMAGE_ALIASES.join(", ")),
+                ));
+            }
+            if !has_script && entrypoint.is_none() {
+                return Err(invalid(
+                    "entrypoint",
+                    format!(
+                        "is required for files without a {DOCKERFILE} (a shell command line, e.g. \"python3 main.py\")"
+                    ),
+                ));
+            }
+            image.to_string()
+        }
+    };
     let submitter_address = optional_string(&body, "submitter_address")?
         .map(|s| parse_wallet(s).ok_or_else(|| invalid("submitter_address", "must be 0x followed by 40 hex digits")))
         .transpose()?;
-    Ok(JobSpec { script: script.to_string(), cpus, time_limit_min, image: image.to_string(), submitter_address })
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(JobSpec {
+        script: script.unwrap_or_default().to_string(),
+        cpus,
+        time_limit_min,
+        image,
+        submitter_address,
+        files,
+        entrypoint,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workspace::MAX_WORKSPACE_BYTES;
     use serde_json::json;
 
     fn v(body: Value) -> Result<JobSpec, ValidationError> {
@@ -218,7 +406,8 @@ mod tests {
 
     #[test]
     fn submitter_address_is_normalised() {
-        let spec = v(json!({"script": "x", "submitter_address": "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266"})).unwrap();
+        let spec =
+            v(json!({"script": "x", "submitter_address": "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266"})).unwrap();
         assert_eq!(spec.submitter_address.as_deref(), Some("0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"));
         assert_eq!(field_of(json!({"script": "x", "submitter_address": "0x123"})), "submitter_address");
     }
@@ -240,5 +429,232 @@ mod tests {
         let b = v(json!({"script": "echo b"})).unwrap();
         assert_ne!(a.digest(), b.digest());
         assert_eq!(a.digest(), v(json!({"script": "echo a", "cpus": 1})).unwrap().digest());
+    }
+
+    fn file(path: &str, content: &str) -> Value {
+        json!({"path": path, "content": content})
+    }
+
+    fn refusal(body: Value) -> (String, String) {
+        let e = v(body).unwrap_err();
+        (e.field, e.message)
+    }
+
+    #[test]
+    fn files_and_entrypoint_are_now_served_but_webhooks_and_mounts_are_not() {
+        assert_eq!(field_of(json!({"script": "x", "mount_storage": true})), "mount_storage");
+        let spec = v(json!({"files": [file("a.sh", "echo a")], "entrypoint": "sh a.sh"})).unwrap();
+        assert_eq!(spec.entrypoint.as_deref(), Some("sh a.sh"));
+        assert_eq!((spec.image.as_str(), spec.has_script(), spec.dockerfile()), ("ouro-ubuntu", false, None));
+        assert_eq!(spec.price_request().mode, SubmissionMode::MultiFile);
+        assert_eq!(spec.files, [WorkspaceFile { path: "a.sh".into(), content: b"echo a".to_vec() }]);
+    }
+
+    #[test]
+    fn files_without_a_dockerfile_need_an_entrypoint_or_a_script() {
+        assert_eq!(
+            refusal(json!({"files": [file("main.py", "print(1)")]})),
+            (
+                "entrypoint".to_string(),
+                "is required for files without a Dockerfile (a shell command line, e.g. \"python3 main.py\")"
+                    .to_string()
+            )
+        );
+        assert!(v(
+            json!({"files": [file("main.py", "print(1)")], "entrypoint": "python3 main.py", "image": "ouro-python"})
+        )
+        .is_ok());
+        assert_eq!(field_of(json!({"files": [file("m", "")], "entrypoint": "x", "image": "alpine"})), "image");
+        assert_eq!(field_of(json!({"files": []})), "files");
+        assert_eq!(field_of(json!({"entrypoint": "true"})), "script");
+        let spec = v(json!({"script": "echo", "files": []})).unwrap();
+        assert_eq!(spec.price_request().mode, SubmissionMode::Script, "no files is a script job");
+    }
+
+    #[test]
+    fn a_script_with_files_becomes_the_job_file() {
+        let spec =
+            v(json!({"script": "cat data/in.txt", "files": [file("z.txt", "z"), file("data/in.txt", "shout\n")]}))
+                .unwrap();
+        assert!(spec.has_script());
+        let paths: Vec<&str> = spec.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["data/in.txt", "z.txt"], "sorted, and the script is not repeated in files");
+        let all: Vec<String> = spec.workspace_files().into_iter().map(|f| f.path).collect();
+        assert_eq!(all, ["data/in.txt", "job", "z.txt"]);
+        assert_eq!(spec.price_request().mode, SubmissionMode::MultiFile);
+        let (field, message) = refusal(json!({"script": "x", "files": [file("a", ""), file("job", "")]}));
+        assert_eq!(field, "files[1].path");
+        assert!(message.contains("\"job\"") && message.contains("`script`"), "{message}");
+        assert!(
+            v(json!({"files": [file("job", "")], "entrypoint": "sh job"})).is_ok(),
+            "without a script, job is free"
+        );
+    }
+
+    #[test]
+    fn file_entries_are_checked_one_by_one() {
+        let e = |files: Value| refusal(json!({"files": files, "entrypoint": "true"}));
+        assert_eq!(e(json!("a.txt")).0, "files");
+        assert_eq!(e(json!([file("a", ""), "b"])).0, "files[1]");
+        assert_eq!(e(json!([{"content": "x"}])).0, "files[0].path");
+        assert_eq!(e(json!([{"path": 1, "content": "x"}])).0, "files[0].path");
+        assert_eq!(e(json!([{"path": "a"}])).0, "files[0].content");
+        assert_eq!(e(json!([{"path": "a", "content": "x", "mode": 755}])).0, "files[0].mode");
+        let (field, message) = e(json!([{"path": "a.bin", "content": "x", "encoding": "hex"}]));
+        assert_eq!(field, "files[0].encoding");
+        assert!(message.contains("\"hex\"") && message.contains("a.bin"), "{message}");
+        let (field, message) = e(json!([file("ok", ""), {"path": "w.whl", "content": "%%%", "encoding": "base64"}]));
+        assert_eq!(field, "files[1].content");
+        assert!(message.contains("base64") && message.contains("w.whl"), "{message}");
+    }
+
+    #[test]
+    fn path_rules_name_the_file_and_the_path() {
+        let one = |path: &str| refusal(json!({"files": [file("ok.txt", ""), file(path, "x")], "entrypoint": "true"}));
+        for (path, rule) in [
+            ("/etc/passwd", "absolute"),
+            ("../escape.txt", "`..`"),
+            ("a/b/c/d/e/f.txt", "depth of 6"),
+            ("bad|name.txt", "'|'"),
+            ("a\u{0}b", "NUL"),
+            ("a//b", "empty component"),
+            ("./a", "`.` component"),
+            ("dir/", "ends with `/`"),
+            ("", "is empty"),
+        ] {
+            let (field, message) = one(path);
+            assert_eq!(field, "files[1].path", "{path:?}");
+            assert!(message.contains(rule), "{path:?}: {message}");
+            assert!(message.contains(&format!("{path:?}")), "{path:?}: {message}");
+        }
+        let (field, message) =
+            refusal(json!({"files": [file("a.txt", "1"), file("a.txt", "2")], "entrypoint": "true"}));
+        assert_eq!(field, "files[1].path");
+        assert!(message.contains("a.txt"));
+        assert_eq!(field_of(json!({"files": [file("a", ""), file("a/b", "")], "entrypoint": "true"})), "files[1].path");
+    }
+
+    #[test]
+    fn base64_files_decode_to_their_bytes() {
+        let spec = v(json!({"files": [{"path": "w.whl", "content": "UEsDBAA=", "encoding": "base64"},
+                                      {"path": "t.txt", "content": "hé", "encoding": "utf-8"}], "entrypoint": "true"}))
+        .unwrap();
+        assert_eq!(spec.files[0].content, "hé".as_bytes());
+        assert_eq!(spec.files[1].content, [0x50, 0x4b, 0x03, 0x04, 0x00]);
+    }
+
+    #[test]
+    fn the_file_count_limit_holds_at_the_boundary() {
+        let files = |n: usize| -> Vec<Value> { (0..n).map(|i| file(&format!("f{i}.txt"), "x")).collect() };
+        assert_eq!(v(json!({"files": files(100), "entrypoint": "true"})).unwrap().files.len(), 100);
+        let (field, message) = refusal(json!({"files": files(101), "entrypoint": "true"}));
+        assert_eq!((field.as_str(), message.as_str()), ("files", "has 101 files; at most 100 are allowed"));
+        assert!(v(json!({"script": "x", "files": files(100)})).is_ok(), "the script is not counted as a file");
+    }
+
+    #[test]
+    fn the_size_limit_holds_at_the_boundary_and_a_full_base64_workspace_fits_the_body() {
+        use base64::Engine;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; n]);
+        let per = MAX_WORKSPACE_BYTES / 4;
+        let body = |last: usize| {
+            let mut files: Vec<Value> = (0..3)
+                .map(|i| json!({"path": format!("w{i}.whl"), "content": b64(per), "encoding": "base64"}))
+                .collect();
+            files.push(json!({"path": "last.bin", "content": b64(last), "encoding": "base64"}));
+            serde_json::to_vec(&json!({"files": files, "entrypoint": "true", "script": "é".repeat(MAX_SCRIPT_CHARS)}))
+                .unwrap()
+        };
+        let full = body(MAX_WORKSPACE_BYTES - 3 * per);
+        assert!(full.len() <= MAX_BODY_BYTES, "{} bytes", full.len());
+        let spec = validate(&full).unwrap();
+        assert_eq!(spec.files.iter().map(|f| f.content.len()).sum::<usize>(), MAX_WORKSPACE_BYTES);
+        let e = validate(&body(MAX_WORKSPACE_BYTES - 3 * per + 1)).unwrap_err();
+        assert_eq!(e.field, "files");
+        assert!(e.message.contains(&(MAX_WORKSPACE_BYTES + 1).to_string()), "{}", e.message);
+        let text = "x".repeat(MAX_WORKSPACE_BYTES + 1);
+        assert_eq!(field_of(json!({"files": [file("big.txt", &text)], "entrypoint": "true"})), "files");
+    }
+
+    #[test]
+    fn entrypoint_rules() {
+        let with = |entrypoint: Value| json!({"files": [file("a", "")], "entrypoint": entrypoint});
+        assert!(v(with(json!("x".repeat(MAX_ENTRYPOINT_CHARS)))).is_ok());
+        assert_eq!(field_of(with(json!("x".repeat(MAX_ENTRYPOINT_CHARS + 1)))), "entrypoint");
+        assert_eq!(field_of(with(json!(""))), "entrypoint");
+        assert_eq!(field_of(with(json!("  "))), "entrypoint");
+        assert_eq!(field_of(with(json!("a\u{0}b"))), "entrypoint");
+        assert_eq!(field_of(with(json!(["sh", "-c"]))), "entrypoint");
+    }
+
+    const DOCKERFILE_OK: &str = "FROM ouro-python\nCOPY main.py /app/main.py\nCMD [\"python3\", \"/app/main.py\"]\n";
+
+    #[test]
+    fn a_dockerfile_decides_the_image() {
+        let files = json!([file("main.py", "print(1)"), file("Dockerfile", DOCKERFILE_OK)]);
+        let spec = v(json!({"files": files})).unwrap();
+        assert_eq!(spec.image, "ouro-python");
+        assert_eq!(spec.dockerfile().map(|f| f.path.as_str()), Some("Dockerfile"));
+        assert!(v(json!({"files": files, "image": "ouro-python"})).is_ok());
+        let (field, message) = refusal(json!({"files": files, "image": "ouro-nodejs"}));
+        assert_eq!(field, "image");
+        assert!(message.contains("\"ouro-python\""), "{message}");
+    }
+
+    #[test]
+    fn dockerfile_errors_land_on_its_content_with_the_line() {
+        let with =
+            |dockerfile: &str| refusal(json!({"files": [file("main.py", "print(1)"), file("Dockerfile", dockerfile)]}));
+        assert_eq!(
+            with("FROM ouro-python\nRUN true\nUSER root\nCMD x\n"),
+            (
+                "files[1].content".to_string(),
+                "line 3: USER is not allowed: jobs always run as the executor's unprivileged user".to_string()
+            )
+        );
+        let (field, message) = with("FROM ouro-python\nCOPY missing.py /app/\nCMD x\n");
+        assert_eq!(field, "files[1].content");
+        assert_eq!(
+            message,
+            "line 2: COPY source is not in the submission: \"missing.py\"; submitted paths: \"Dockerfile\", \"main.py\""
+        );
+        assert!(with("FROM ubuntu:22.04\nCMD x\n").1.contains("ouro-python"));
+        assert!(with("FROM ouro-python\nADD https://example.com/x.tar.gz /x\nCMD x\n").1.contains("URL"));
+        assert!(with("FROM ouro-python\nCOPY main.py /app/main.py\n").1.contains("ENTRYPOINT"));
+        // The submission's own entrypoint stands in for CMD; a script is part of the context as `job`.
+        assert!(v(json!({"files": [file("Dockerfile", "FROM ouro-ubuntu\n")], "entrypoint": "true"})).is_ok());
+        let copies_the_script = "FROM ouro-ubuntu\nCOPY job /job\nCMD [\"sh\", \"/job\"]\n";
+        assert!(v(json!({"script": "echo hi", "files": [file("Dockerfile", copies_the_script)]})).is_ok());
+        let (field, message) = refusal(
+            json!({"files": [{"path": "Dockerfile", "content": "/w==", "encoding": "base64"}], "entrypoint": "x"}),
+        );
+        assert_eq!((field.as_str(), message.as_str()), ("files[0].content", "the Dockerfile is not UTF-8 text"));
+        // Only the root `Dockerfile` is one.
+        assert!(v(json!({"files": [file("sub/Dockerfile", "USER root")], "entrypoint": "true"})).is_ok());
+    }
+
+    #[test]
+    fn script_job_digests_are_what_they_were_before_workspaces() {
+        let spec = v(json!({"script": "echo a"})).unwrap();
+        let before =
+            r#"{"script":"echo a","cpus":1,"time_limit_min":1,"image":"ouro-ubuntu","submitter_address":null}"#;
+        assert_eq!(spec.digest(), hex::encode(Sha256::digest(before.as_bytes())));
+    }
+
+    #[test]
+    fn digests_cover_files_and_entrypoint_but_not_their_order() {
+        let a = v(json!({"files": [file("a", "1"), file("b", "2")], "entrypoint": "true"})).unwrap();
+        let reordered = v(json!({"files": [file("b", "2"), file("a", "1")], "entrypoint": "true"})).unwrap();
+        assert_eq!(a.digest(), reordered.digest());
+        assert_ne!(
+            a.digest(),
+            v(json!({"files": [file("a", "1"), file("b", "3")], "entrypoint": "true"})).unwrap().digest()
+        );
+        assert_ne!(
+            a.digest(),
+            v(json!({"files": [file("a", "1"), file("b", "2")], "entrypoint": "false"})).unwrap().digest()
+        );
+        let round: JobSpec = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(round, a);
     }
 }

@@ -47,6 +47,11 @@ pub struct JobRow {
     pub failure_stage: Option<String>,
     pub failure_message: Option<String>,
     pub fault: Option<String>,
+    pub entrypoint: Option<String>,
+    pub file_count: u32,
+    /// JSON array of `{path, size}`.
+    pub files_json: String,
+    pub workspace_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +82,8 @@ pub struct NewJob<'a> {
     pub spec: &'a ouro_core::submit::JobSpec,
     pub spec_digest: &'a str,
     pub price_atomic: u64,
+    /// Where the workspace's files are in R2 (multi-file jobs only).
+    pub workspace_key: Option<&'a str>,
     pub now_ms: u64,
 }
 
@@ -168,7 +175,8 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
         stmt(
             db,
             "INSERT INTO jobs (id, status, payer, submitter_address, script, image, cpus, time_limit_min, \
-             price_atomic, spec_digest, submitted_at) VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             price_atomic, spec_digest, submitted_at, entrypoint, file_count, files_json, workspace_key) \
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             &[
                 s(job.id),
                 s(job.payer),
@@ -180,6 +188,10 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
                 n(job.price_atomic as f64),
                 s(job.spec_digest),
                 now.clone(),
+                opt(spec.entrypoint.as_deref()),
+                n(spec.files.len() as f64),
+                s(&files_listing(&spec.files)),
+                opt(job.workspace_key),
             ],
         )?,
         stmt(
@@ -192,6 +204,13 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
     ])
     .await?;
     Ok(())
+}
+
+/// `[{path, size}]` of a workspace, as the API lists it.
+fn files_listing(files: &[ouro_core::workspace::WorkspaceFile]) -> String {
+    let listing: Vec<serde_json::Value> =
+        files.iter().map(|f| serde_json::json!({ "path": f.path, "size": f.content.len() })).collect();
+    serde_json::Value::Array(listing).to_string()
 }
 
 fn event_stmt(db: &D1Database, job_id: &str, kind: &str, message: &str, now_ms: u64) -> Result<D1PreparedStatement> {
@@ -283,14 +302,20 @@ pub async fn record_outcome(db: &D1Database, id: &str, outcome: &JobOutcome, now
     Ok(changed == 1)
 }
 
-/// Ends a job that never reached an executor (the dispatch queue gave up on it).
-pub async fn fail_undispatched(db: &D1Database, id: &str, message: &str, now_ms: u64) -> Result<bool> {
+/// Ends a job that never reached an executor (the dispatch queue gave up on it, or its files are gone).
+pub async fn fail_undispatched(
+    db: &D1Database,
+    id: &str,
+    reason: ouro_core::job::FailureReason,
+    message: &str,
+    now_ms: u64,
+) -> Result<bool> {
     let changed = stmt(
         db,
-        "UPDATE jobs SET status = 'failed', completed_at = ?2, failure_reason = 'executor_unavailable', \
-         failure_stage = 'dispatch', failure_message = ?3, fault = 'platform_error' \
+        "UPDATE jobs SET status = 'failed', completed_at = ?2, failure_reason = ?4, \
+         failure_stage = 'dispatch', failure_message = ?3, fault = ?5 \
          WHERE id = ?1 AND status NOT IN ('completed', 'failed')",
-        &[s(id), n(now_ms as f64), s(message)],
+        &[s(id), n(now_ms as f64), s(message), s(reason.as_str()), s(reason.fault().as_str())],
     )?
     .run()
     .await?
@@ -298,7 +323,24 @@ pub async fn fail_undispatched(db: &D1Database, id: &str, message: &str, now_ms:
     .and_then(|m| m.changes)
     .unwrap_or(0);
     if changed == 1 {
-        event_stmt(db, id, "status", &format!("failed: executor_unavailable ({message})"), now_ms)?.run().await?;
+        event_stmt(db, id, "status", &format!("failed: {} ({message})", reason.as_str()), now_ms)?.run().await?;
     }
+    Ok(changed == 1)
+}
+
+/// Records a progress event (e.g. an image build step) on a job that has not ended yet.
+pub async fn add_progress_event(db: &D1Database, id: &str, message: &str, now_ms: u64) -> Result<bool> {
+    let changed = stmt(
+        db,
+        "INSERT INTO job_events (job_id, type, message, created_at) \
+         SELECT ?1, 'progress', ?2, ?3 WHERE EXISTS \
+         (SELECT 1 FROM jobs WHERE id = ?1 AND status NOT IN ('completed', 'failed'))",
+        &[s(id), s(message), n(now_ms as f64)],
+    )?
+    .run()
+    .await?
+    .meta()?
+    .and_then(|m| m.changes)
+    .unwrap_or(0);
     Ok(changed == 1)
 }

@@ -7,12 +7,12 @@
 use ouro_core::dispatch::{
     sign_request, AssignmentReply, JobAssignment, EXECUTOR_JOBS_PATH, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
-use ouro_core::job::JobStatus;
+use ouro_core::job::{FailureReason, JobStatus};
 use serde::{Deserialize, Serialize};
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Result};
 
 use crate::config::Config;
-use crate::db;
+use crate::{db, workspaces};
 use crate::outbound::post_json;
 use crate::routes::now_ms;
 
@@ -60,7 +60,7 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
         let job_id = message.body().job_id.clone();
         if dead_letters {
             let why = "no executor accepted the job before the dispatch queue gave up";
-            db::fail_undispatched(&db, &job_id, why, now_ms()).await?;
+            db::fail_undispatched(&db, &job_id, FailureReason::ExecutorUnavailable, why, now_ms()).await?;
             message.ack();
             continue;
         }
@@ -73,10 +73,24 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
             message.ack();
             continue;
         }
+        let files = match &job.workspace_key {
+            None => Vec::new(),
+            Some(key) => match workspaces::get(&env.bucket(workspaces::BINDING)?, key).await? {
+                Some(files) => files,
+                None => {
+                    let why = format!("the job's workspace {key} is missing from storage");
+                    db::fail_undispatched(&db, &job_id, FailureReason::InternalError, &why, now_ms()).await?;
+                    message.ack();
+                    continue;
+                }
+            },
+        };
         let assignment = JobAssignment {
             job_id: job.id.clone(),
             image: job.image.clone(),
             script: job.script.clone(),
+            files,
+            entrypoint: job.entrypoint.clone(),
             cpus: job.cpus,
             time_limit_min: job.time_limit_min,
             output_cap_bytes: config.output_cap_bytes,

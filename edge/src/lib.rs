@@ -10,6 +10,7 @@ mod market;
 mod outbound;
 mod payment;
 mod routes;
+mod workspaces;
 
 use serde_json::json;
 use worker::{event, Context, Env, MessageBatch, Method, Request, Response, Result, Router};

@@ -1,5 +1,6 @@
 //! Taking an x402 payment for a job, in the only safe order:
-//! local checks → `(payer, nonce)` reserved in D1 → facilitator verify → settle → job recorded → queued.
+//! local checks → `(payer, nonce)` reserved in D1 → workspace stored in R2 → facilitator verify → settle →
+//! job recorded → queued.
 //!
 //! Nothing runs unpaid (the job row is written only after a successful settle, in the same batch that marks the
 //! payment settled); no payment buys twice (the reservation's primary key admits one request per authorization,
@@ -12,11 +13,12 @@ use ouro_core::x402::{
     check_payment, checks::PaymentRejection, quote as bound_quote, ChainProfile, PaymentPayload, PaymentRequirements,
     SettlementResponse,
 };
-use worker::{D1Database, Result};
+use worker::{Bucket, D1Database, Result};
 
 use crate::config::Config;
 use crate::db::{self, NewJob, NewPayment, PaymentRow};
 use crate::facilitator::{Facilitator, FacilitatorError};
+use crate::workspaces;
 
 /// Where a paid submission ended up.
 pub enum Paid {
@@ -39,6 +41,8 @@ pub enum Refused {
     Conflict(String),
     /// The facilitator cannot be reached → 503 with `Retry-After`; nothing was taken.
     FacilitatorDown(FacilitatorError),
+    /// The workspace could not be stored before payment → 503 with `Retry-After`; nothing was taken.
+    StorageDown(String),
 }
 
 /// The requirements this request gets: the quote the client was given, if it is ours, live and for these terms;
@@ -93,6 +97,7 @@ fn replay(row: PaymentRow, spec_digest: &str, profile: &ChainProfile) -> std::re
 pub struct Submission<'a> {
     pub config: &'a Config,
     pub db: &'a D1Database,
+    pub bucket: &'a Bucket,
     pub spec: &'a JobSpec,
     pub current: &'a Quote,
     pub now_ms: u64,
@@ -146,6 +151,18 @@ impl Submission<'_> {
             };
         }
 
+        // The files go to storage before any money moves: a settled job must always find its workspace.
+        let workspace_key = if self.spec.files.is_empty() {
+            None
+        } else {
+            let key = workspaces::key_for(&digest);
+            if let Err(e) = workspaces::put(self.bucket, &key, &self.spec.files).await {
+                db::release_payment(self.db, &payer, &nonce).await?;
+                return Ok(Err(Refused::StorageDown(e.to_string())));
+            }
+            Some(key)
+        };
+
         let facilitator = Facilitator { base_url: &config.facilitator_url };
         match facilitator.verify(&payment, &expected, config.facilitator_timeout_ms).await {
             Ok(v) if v.is_valid => {}
@@ -181,6 +198,7 @@ impl Submission<'_> {
             spec: self.spec,
             spec_digest: &digest,
             price_atomic: verified.amount,
+            workspace_key: workspace_key.as_deref(),
             now_ms: self.now_ms,
         };
         db::record_paid_job(self.db, &job, &nonce, &settlement.transaction).await?;

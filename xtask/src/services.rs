@@ -16,7 +16,7 @@ pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const CHAIN_ID_HEX: &str = "0x14a34"; // 84532, Base Sepolia
 pub const EXECUTOR_SLOTS: u32 = 4;
 /// Images the stack builds (stack/images/build.sh knows their recipes).
-pub const IMAGES: [&str; 2] = ["ouro-ubuntu", "ouro-python"];
+pub const IMAGES: [&str; 3] = ["ouro-ubuntu", "ouro-python", "ouro-nodejs"];
 
 /// Services in start order; `down` stops them in reverse.
 pub const ORDER: [&str; 5] = ["dockerd", "anvil", "facilitator", "executor", "edge"];

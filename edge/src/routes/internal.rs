@@ -47,7 +47,9 @@ pub async fn status(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
     }
     let db = ctx.env.d1("DB")?;
     let applied = db::advance_status(&db, &id, report.status, &report.message, now_ms(), None).await?;
-    http::json(200, &json!({ "applied": applied }))
+    // A report that does not move the job (e.g. "building image" while processing) is still progress to show.
+    let recorded = applied || db::add_progress_event(&db, &id, &report.message, now_ms()).await?;
+    http::json(200, &json!({ "applied": applied, "recorded": recorded }))
 }
 
 pub async fn result(mut req: Request, ctx: RouteContext<()>) -> Result<Response> {

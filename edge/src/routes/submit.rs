@@ -30,7 +30,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
     let current = current_quote(&db, &config, spec.price_request(), now_ms).await?;
     let resource = Resource {
         url: req.url()?.to_string(),
-        description: Some("Run a script in an isolated container".into()),
+        description: Some("Run a script or a workspace in an isolated container".into()),
         mime_type: Some("application/json".into()),
     };
 
@@ -39,7 +39,8 @@ pub async fn handle(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
         return payment_required(&resource, requirements, &current, None, "Payment required");
     };
 
-    let submission = Submission { config: &config, db: &db, spec: &spec, current: &current, now_ms };
+    let bucket = ctx.env.bucket(crate::workspaces::BINDING)?;
+    let submission = Submission { config: &config, db: &db, bucket: &bucket, spec: &spec, current: &current, now_ms };
     match submission.pay(&payment).await? {
         Ok(Paid::New { job_id, amount, settlement }) => {
             enqueue(&ctx, &job_id).await;
@@ -79,6 +80,8 @@ fn accepted(job_id: &str, status: &str, amount: u64, spec: &JobSpec, settlement:
             "webhook_configured": false,
             "mount_storage": false,
             "image": spec.image,
+            "file_count": spec.files.len(),
+            "submission_mode": spec.price_request().mode,
             "cpus": spec.cpus,
             "time_limit_min": spec.time_limit_min,
             "transaction": settlement.transaction,
@@ -137,6 +140,11 @@ fn refusal(refused: Refused, resource: &Resource, fresh: PaymentRequirements, cu
             Ok(resp)
         }
         Refused::Conflict(message) => http::error(409, "payment_conflict", message),
+        Refused::StorageDown(why) => {
+            worker::console_error!("workspace storage unavailable: {why}");
+            let resp = http::error(503, "storage_unavailable", "could not store the workspace; nothing was charged, retry later")?;
+            http::with_retry_after(resp, 10)
+        }
         Refused::FacilitatorDown(e) => {
             worker::console_error!("facilitator unavailable: {e}");
             let resp = http::error(
