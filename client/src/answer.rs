@@ -173,7 +173,7 @@ mod tests {
     fn statuses_map_to_typed_errors() {
         let a = answer(422, &[], json!({"error": "cpus: must be from 1 to 8, got 9", "field": "cpus"})).unwrap();
         let err = a.into_payment_required().unwrap_err();
-        assert_eq!(err.to_string(), "the service refused the submission: cpus: cpus: must be from 1 to 8, got 9");
+        assert_eq!(err.to_string(), "the service refused the submission: cpus: must be from 1 to 8, got 9");
         assert!(matches!(err, ClientError::Invalid { ref field, .. } if field == "cpus"));
 
         let mut a = answer(503, &[("retry-after", "10".into())], json!({"error": "no capacity"})).unwrap();

@@ -30,7 +30,8 @@ pub enum ClientError {
     },
     #[error("{what}: HTTP {status}: {message}")]
     Status { what: String, status: u16, message: String },
-    #[error("the service refused the submission: {field}: {message}")]
+    // The edge's message already starts with the field it names.
+    #[error("the service refused the submission: {message}")]
     Invalid { field: String, message: String },
     #[error("the service is busy (HTTP {status}, retry after {}): {message}", retry_after.as_deref().unwrap_or("?"))]
     Busy { status: u16, retry_after: Option<String>, message: String },

@@ -15,6 +15,8 @@ pub struct Config {
     /// Keys bound quotes (`extra.quote`).
     pub quote_secret: Vec<u8>,
     pub output_cap_bytes: u64,
+    /// The most CPUs one job may ask for: what the executors can actually give (never above the API's 8).
+    pub max_cpus: u32,
     pub facilitator_timeout_ms: u64,
     pub settle_timeout_ms: u64,
 }
@@ -53,6 +55,18 @@ fn usd(env: &Env, name: &'static str, default: u64) -> Result<u64, ConfigError> 
 }
 
 impl Config {
+    /// Refuses a CPU count the executors cannot give, before any price: charging for 8 CPUs and failing the job
+    /// on a 2-core pool would take money for nothing.
+    pub fn check_cpus(&self, cpus: u32) -> Result<(), ouro_core::submit::ValidationError> {
+        if cpus > self.max_cpus {
+            return Err(ouro_core::submit::ValidationError {
+                field: "cpus".into(),
+                message: format!("this service's executors offer at most {} CPUs per job, got {cpus}", self.max_cpus),
+            });
+        }
+        Ok(())
+    }
+
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let defaults = PricingConfig::default();
         let chain = ChainProfile {
@@ -93,6 +107,7 @@ impl Config {
             executor_secret: secret("EXECUTOR_SECRET")?,
             quote_secret: secret("QUOTE_SECRET")?,
             output_cap_bytes: parsed("OUTPUT_CAP_BYTES", &var_or(env, "OUTPUT_CAP_BYTES", "262144"))?,
+            max_cpus: parsed::<u32>("MAX_CPUS", &var_or(env, "MAX_CPUS", "8"))?.clamp(1, ouro_core::submit::MAX_CPUS),
             facilitator_timeout_ms: parsed("FACILITATOR_TIMEOUT_MS", &var_or(env, "FACILITATOR_TIMEOUT_MS", "10000"))?,
             settle_timeout_ms: parsed("SETTLE_TIMEOUT_MS", &var_or(env, "SETTLE_TIMEOUT_MS", "30000"))?,
         })

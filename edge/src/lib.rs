@@ -41,6 +41,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             }
         }
     };
+    if resp.status_code() == 405 {
+        // The router's own 405 is plain text; every answer of this API is JSON.
+        resp = http::error(405, "method_not_allowed", "this path does not take that method")?;
+    }
     http::add_cors(resp.headers_mut())?;
     Ok(resp)
 }

@@ -23,8 +23,9 @@ use crate::worker::Worker;
 
 /// What a busy executor tells the edge to wait before asking again.
 pub const BUSY_RETRY_AFTER_S: u32 = 5;
-/// Generous for a 64 Ki-character script in JSON (up to 4 bytes a character, escapes included).
-const MAX_ASSIGNMENT_BYTES: usize = 1024 * 1024;
+/// A full workspace (10 MiB of files is 13.3 MiB in base64) plus a 64 Ki-character script in JSON (at most 6
+/// bytes a character, escapes included) and the rest of the assignment, with room to spare.
+pub const MAX_ASSIGNMENT_BYTES: usize = 17 * 1024 * 1024;
 const MAX_JOB_ID_LEN: usize = 128;
 
 /// Builds each job's deadline from its time limit; tests shorten it.
@@ -93,8 +94,8 @@ async fn assign(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if let Err(problem) = check(&job) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, problem);
     }
-    if !state.worker.runner.has_alias(&job.image) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("image {:?} is not offered here", job.image));
+    if let Some(problem) = state.worker.runner.refuses(&job) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, problem);
     }
     if state.draining.load(Ordering::SeqCst) {
         return busy();
@@ -131,18 +132,34 @@ fn check(job: &JobAssignment) -> Result<(), String> {
     if job.script.chars().count() > MAX_SCRIPT_CHARS {
         return Err(format!("script is longer than {MAX_SCRIPT_CHARS} characters"));
     }
+    if let Some(entrypoint) = &job.entrypoint {
+        if entrypoint.trim().is_empty() || entrypoint.contains('\0') {
+            return Err("entrypoint must be a non-empty command line without NUL characters".into());
+        }
+        if entrypoint.chars().count() > MAX_SCRIPT_CHARS {
+            return Err(format!("entrypoint is longer than {MAX_SCRIPT_CHARS} characters"));
+        }
+    }
+    ouro_core::workspace::check_files(&job.files, !job.script.is_empty()).map_err(|e| format!("{}: {e}", e.field()))?;
+    let builds = crate::build::dockerfile_of(&job.files).is_some();
+    if !builds && job.script.is_empty() && job.entrypoint.is_none() {
+        return Err("nothing to run: the job has no script, no entrypoint and no Dockerfile".into());
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ouro_core::workspace::{WorkspaceFile, MAX_WORKSPACE_BYTES};
 
     fn job() -> JobAssignment {
         JobAssignment {
             job_id: "0b7c1e2a-1111-4222-8333-944455556666".into(),
             image: "ouro-ubuntu".into(),
             script: "echo hi".into(),
+            files: vec![],
+            entrypoint: None,
             cpus: 1,
             time_limit_min: 1,
             output_cap_bytes: 10_000,
@@ -164,6 +181,38 @@ mod tests {
         assert!(check(&JobAssignment { cpus: MAX_CPUS + 1, ..job() }).is_err());
         assert!(check(&JobAssignment { time_limit_min: 0, ..job() }).is_err());
         assert!(check(&JobAssignment { script: "x".repeat(MAX_SCRIPT_CHARS + 1), ..job() }).is_err());
+    }
+
+    fn file(path: &str, content: &str) -> WorkspaceFile {
+        WorkspaceFile { path: path.into(), content: content.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn workspaces_are_checked() {
+        let ws = |files: Vec<WorkspaceFile>, script: &str, entrypoint: Option<&str>| JobAssignment {
+            files,
+            script: script.into(),
+            entrypoint: entrypoint.map(str::to_string),
+            ..job()
+        };
+        assert_eq!(check(&ws(vec![file("main.py", "")], "", Some("python3 main.py"))), Ok(()));
+        assert_eq!(check(&ws(vec![file("main.py", "")], "python3 main.py", None)), Ok(()));
+        assert_eq!(check(&ws(vec![file("Dockerfile", "FROM ouro-python\n")], "", None)), Ok(()));
+        assert!(check(&ws(vec![file("main.py", "")], "", None)).is_err(), "nothing to run");
+        assert!(check(&ws(vec![file("../x", "")], "", Some("true"))).is_err());
+        assert!(check(&ws(vec![file("/etc/x", "")], "", Some("true"))).is_err());
+        assert!(check(&ws(vec![file("job", "")], "echo", None)).is_err(), "the script's own path");
+        assert!(check(&ws(vec![], "", Some("  "))).is_err());
+        let many = (0..=ouro_core::workspace::MAX_FILES).map(|i| file(&format!("f{i}"), "")).collect();
+        assert!(check(&ws(many, "", Some("true"))).is_err());
+    }
+
+    #[test]
+    fn the_body_limit_fits_a_full_workspace() {
+        let files = vec![WorkspaceFile { path: "blob".into(), content: vec![0xAB; MAX_WORKSPACE_BYTES] }];
+        let j = JobAssignment { files, script: "é".repeat(MAX_SCRIPT_CHARS), ..job() };
+        let body = serde_json::to_vec(&j).map(|b| b.len()).unwrap_or(usize::MAX);
+        assert!(body < MAX_ASSIGNMENT_BYTES, "{body} bytes");
     }
 
     #[test]

@@ -60,6 +60,57 @@ impl BoundedBuffer {
     }
 }
 
+/// The last `cap` bytes of a stream (a build log, whose end says what went wrong). Memory stays under `2 * cap`:
+/// the buffer is compacted whenever it doubles.
+#[derive(Debug)]
+pub struct TailBuffer {
+    cap: usize,
+    buf: Vec<u8>,
+    seen: u64,
+}
+
+impl TailBuffer {
+    pub fn new(cap: usize) -> Self {
+        TailBuffer { cap, buf: Vec::new(), seen: 0 }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.seen = self.seen.saturating_add(chunk.len() as u64);
+        if chunk.len() >= self.cap {
+            self.buf.clear();
+            self.buf.extend_from_slice(&chunk[chunk.len() - self.cap..]);
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() > self.cap.saturating_mul(2) {
+            let cut = self.buf.len() - self.cap;
+            self.buf.drain(..cut);
+        }
+    }
+
+    pub fn finish(self) -> Captured {
+        let start = self.buf.len().saturating_sub(self.cap);
+        let mut bytes = &self.buf[start..];
+        let truncated = self.seen > bytes.len() as u64;
+        if truncated {
+            // The cut may have landed inside a character: skip its continuation bytes.
+            let skip = bytes.iter().take(3).take_while(|b| *b & 0xC0 == 0x80).count();
+            bytes = &bytes[skip..];
+        }
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        let mut truncated = truncated;
+        if text.len() > self.cap {
+            let mut cut = text.len() - self.cap;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text.drain(..cut);
+            truncated = true;
+        }
+        Captured { text, truncated, bytes_seen: self.seen }
+    }
+}
+
 /// Length of `bytes` without a trailing, incomplete UTF-8 sequence (all of `bytes` when it ends cleanly).
 fn complete_prefix_len(bytes: &[u8]) -> usize {
     let len = bytes.len();
@@ -172,6 +223,39 @@ mod tests {
         let c = b.finish();
         assert_eq!(c.text, "\u{FFFD}");
         assert!(!c.truncated);
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let mut t = TailBuffer::new(8);
+        t.push(b"hello ");
+        let c = t.finish();
+        assert_eq!((c.text.as_str(), c.truncated), ("hello ", false));
+
+        let mut t = TailBuffer::new(8);
+        for i in 0..10_000 {
+            t.push(format!("line {i}\n").as_bytes());
+            assert!(t.buf.len() <= 16 + 16, "memory stays bounded");
+        }
+        let c = t.finish();
+        assert_eq!(c.text, "ne 9999\n");
+        assert!(c.truncated);
+
+        let mut t = TailBuffer::new(4);
+        t.push(b"0123456789");
+        assert_eq!(t.finish().text, "6789");
+    }
+
+    #[test]
+    fn tail_cut_inside_a_character_drops_it() {
+        let mut t = TailBuffer::new(4);
+        t.push("ab€c".as_bytes()); // 6 bytes: the last 4 are exactly "€c"
+        assert_eq!(t.finish().text, "€c");
+        let mut t = TailBuffer::new(3);
+        t.push("ab€c".as_bytes()); // the last 3 bytes start inside the euro sign
+        let c = t.finish();
+        assert_eq!(c.text, "c");
+        assert!(c.truncated);
     }
 
     #[test]

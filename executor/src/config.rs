@@ -60,6 +60,15 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long running jobs may continue before they are killed, in seconds.
     #[arg(long, env = "OURO_EXECUTOR_DRAIN_S", default_value_t = 30)]
     pub drain_s: u64,
+
+    /// Network of a Dockerfile build's RUN steps: `none` (default: builds install only what the workspace ships),
+    /// or an engine network such as `default`/`bridge` to let builds download packages. `host` is refused.
+    #[arg(long, env = "OURO_EXECUTOR_BUILD_NETWORK", default_value = "none")]
+    pub build_network: String,
+
+    /// Most images built from Dockerfiles kept as the build cache; the least recently used go first.
+    #[arg(long, env = "OURO_EXECUTOR_BUILD_CACHE_IMAGES", default_value_t = 20)]
+    pub build_cache_images: usize,
 }
 
 /// Validated configuration.
@@ -75,6 +84,22 @@ pub struct Config {
     pub docker_socket: String,
     pub result_retry: Duration,
     pub drain: Duration,
+    pub build: BuildSettings,
+}
+
+/// How Dockerfile jobs are built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// Network mode of the build's RUN steps.
+    pub network: String,
+    /// Most `ouro-build` images kept.
+    pub cache_images: usize,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings { network: "none".into(), cache_images: 20 }
+    }
 }
 
 // Hand-written so the secret never reaches a log line.
@@ -91,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("docker_socket", &self.docker_socket)
             .field("result_retry", &self.result_retry)
             .field("drain", &self.drain)
+            .field("build", &self.build)
             .finish()
     }
 }
@@ -107,6 +133,10 @@ pub enum ConfigError {
     BadEdgeUrl(String),
     #[error("--work-dir {0:?} must be an absolute path (Docker bind-mounts need one)")]
     RelativeWorkDir(PathBuf),
+    #[error("--build-network {0:?} is refused: builds run untrusted code as root; use none, default, bridge or a named network")]
+    BadBuildNetwork(String),
+    #[error("--build-cache-images must be at least 1 (the image just built is always kept)")]
+    NoBuildCache,
 }
 
 impl Cli {
@@ -126,6 +156,15 @@ impl Cli {
         if !self.work_dir.is_absolute() {
             return Err(ConfigError::RelativeWorkDir(self.work_dir));
         }
+        let build_network = self.build_network.trim().to_string();
+        // Host networking would hand a build the host's loopback (this executor's API, the edge); sharing another
+        // container's namespace is just as wide open.
+        if build_network.is_empty() || build_network == "host" || build_network.starts_with("container:") {
+            return Err(ConfigError::BadBuildNetwork(self.build_network));
+        }
+        if self.build_cache_images == 0 {
+            return Err(ConfigError::NoBuildCache);
+        }
         Ok(Config {
             listen: self.listen,
             edge_url: self.edge_url,
@@ -138,6 +177,7 @@ impl Cli {
             docker_socket: self.docker_socket,
             result_retry: Duration::from_secs(self.result_retry_s),
             drain: Duration::from_secs(self.drain_s),
+            build: BuildSettings { network: build_network, cache_images: self.build_cache_images },
         })
     }
 }
@@ -170,6 +210,7 @@ mod tests {
         let c = parse(&["--secret", "s"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:8788");
         assert_eq!(c.slots, 2);
+        assert_eq!(c.build, BuildSettings::default());
         for alias in IMAGE_ALIASES {
             assert_eq!(c.images.get(alias).map(String::as_str), Some(format!("{alias}:latest").as_str()));
         }
@@ -193,5 +234,11 @@ mod tests {
         assert!(parse(&["--secret", "s", "--slots", "0"]).is_err());
         assert!(parse(&["--secret", "s", "--edge-url", "ftp://x"]).is_err());
         assert!(parse(&["--secret", "s", "--work-dir", "relative"]).is_err());
+        assert!(parse(&["--secret", "s", "--build-network", "host"]).is_err());
+        assert!(parse(&["--secret", "s", "--build-network", "container:x"]).is_err());
+        assert!(parse(&["--secret", "s", "--build-cache-images", "0"]).is_err());
+        let c = parse(&["--secret", "s", "--build-network", "default", "--build-cache-images", "3"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.build, BuildSettings { network: "default".into(), cache_images: 3 });
     }
 }

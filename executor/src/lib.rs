@@ -2,6 +2,7 @@
 //! and reports status and outcome back to the edge (protocol in `ouro_core::dispatch`).
 
 pub mod api;
+pub mod build;
 pub mod capture;
 pub mod config;
 pub mod engine;

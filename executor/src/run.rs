@@ -1,9 +1,11 @@
-//! One job's container lifecycle on the engine: check image → workspace → create → attach → start → wait (or
-//! kill at the deadline) → inspect → remove. Always ends in a [`JobOutcome`]; never leaves a container behind.
+//! One job's container lifecycle on the engine: (build the image of a Dockerfile job →) check image →
+//! workspace → create → attach → start → wait (or kill at the deadline) → inspect → remove. Always ends in a
+//! [`JobOutcome`]; never leaves a container behind.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
@@ -18,9 +20,11 @@ use ouro_core::job::{FailureReason, FailureStage};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::build::{self, BuildError, BuildInfo, Builder};
 use crate::capture::{BoundedBuffer, Captured};
+use crate::config::BuildSettings;
 use crate::engine::{self, EngineError};
-use crate::sandbox::{self, Launch, Limits, SpecInput};
+use crate::sandbox::{self, Command, Launch, Limits, SpecInput};
 use crate::workspace::{self, JobDir, WorkspaceError};
 
 /// Whatever the edge asks, we never hold more than this of one stream in memory.
@@ -36,6 +40,8 @@ pub enum RunError {
     UnknownAlias { alias: String },
     #[error("engine image {image:?} (for {alias}) is not present on this executor; it is never pulled")]
     ImageMissing { alias: String, image: String },
+    #[error("the job has neither a script, an entrypoint nor a Dockerfile: nothing to run")]
+    NothingToRun,
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -51,6 +57,8 @@ pub struct RunReport {
     /// Our overhead around the job: image check to started container, and exit to everything removed.
     pub setup_s: f64,
     pub teardown_s: f64,
+    /// For a Dockerfile job that got its image: which, and whether it was built now or found in the cache.
+    pub build: Option<BuildInfo>,
 }
 
 /// Runs jobs on one engine. Cheap to share (`Docker` is a handle).
@@ -64,6 +72,15 @@ pub struct Runner {
     api_timeout: Duration,
     /// Label value marking containers as ours (the work dir: two executors on one engine never share it).
     executor_id: String,
+    builder: Arc<Builder>,
+}
+
+/// The image a job runs.
+enum Target {
+    /// The engine image of the job's alias.
+    Alias,
+    /// An image built from the job's Dockerfile, held for the job's life.
+    Built(build::Pin),
 }
 
 /// How a started container stopped.
@@ -76,11 +93,37 @@ enum Ending {
 impl Runner {
     pub fn new(docker: Docker, images: HashMap<String, String>, work_dir: PathBuf, api_timeout: Duration) -> Self {
         let executor_id = work_dir.to_string_lossy().into_owned();
-        Runner { docker, images, work_dir, api_timeout, executor_id }
+        let builder = Arc::new(Builder::new(docker.clone(), api_timeout, BuildSettings::default()));
+        Runner { docker, images, work_dir, api_timeout, executor_id, builder }
+    }
+
+    /// Replaces the default build settings (no network, 20 cached images).
+    pub fn with_build_settings(mut self, settings: BuildSettings) -> Self {
+        self.builder = Arc::new(Builder::new(self.docker.clone(), self.api_timeout, settings));
+        self
+    }
+
+    pub fn builder(&self) -> &Arc<Builder> {
+        &self.builder
     }
 
     pub fn has_alias(&self, alias: &str) -> bool {
         self.images.contains_key(alias)
+    }
+
+    /// Why this executor cannot take `job`, if it cannot: an alias it does not offer (the job's, or the one its
+    /// Dockerfile builds on), or a Dockerfile it cannot read.
+    pub fn refuses(&self, job: &JobAssignment) -> Option<String> {
+        if !self.has_alias(&job.image) {
+            return Some(format!("image {:?} is not offered here", job.image));
+        }
+        match build::from_alias(job) {
+            Ok(Some(alias)) if !self.has_alias(&alias) => {
+                Some(format!("the Dockerfile's FROM {alias:?} is not an image offered here"))
+            }
+            Ok(_) => None,
+            Err(e) => Some(e),
+        }
     }
 
     /// Whether `image` is in the engine's local store (we never pull: jobs get no network, neither do we).
@@ -116,8 +159,37 @@ impl Runner {
         abort: watch::Receiver<bool>,
         on_started: impl FnOnce() + Send,
     ) -> RunReport {
+        self.run_with_progress(job, deadline, abort, |_| {}, on_started).await
+    }
+
+    /// [`Runner::run`], also telling `progress` what the build stage of a Dockerfile job does ("build cache hit
+    /// <tag>", "building image <tag>", "built image <tag> in N s"). The build's time is part of `deadline`.
+    pub async fn run_with_progress(
+        &self,
+        job: &JobAssignment,
+        deadline: Duration,
+        abort: watch::Receiver<bool>,
+        mut progress: impl FnMut(String) + Send,
+        on_started: impl FnOnce() + Send,
+    ) -> RunReport {
         let setup_started = Instant::now();
-        let prepared = match self.prepare(job).await {
+        let until = tokio::time::Instant::now() + deadline;
+        let (target, build) = if build::dockerfile_of(&job.files).is_some() {
+            match self.builder.image_for(job, &self.images, until, abort.clone(), &mut progress).await {
+                Ok((pin, info)) => (Target::Built(pin), Some(info)),
+                Err(err) => return build_failure(job, err, setup_started),
+            }
+        } else {
+            (Target::Alias, None)
+        };
+        // The run gets what the build left of the time limit.
+        let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            let log = BoundedBuffer::new(0).finish();
+            return build_failure(job, BuildError::TimedOut { log, seconds: deadline.as_secs_f64() }, setup_started);
+        }
+
+        let prepared = match self.prepare(job, &target).await {
             Ok(p) => p,
             Err(err) => {
                 tracing::error!(job_id = %job.job_id, error = %err, "job could not start");
@@ -127,35 +199,58 @@ impl Runner {
                     stderr_bytes_seen: 0,
                     setup_s: setup_started.elapsed().as_secs_f64(),
                     teardown_s: 0.0,
+                    build,
                 };
             }
         };
         let setup_s = setup_started.elapsed().as_secs_f64();
-        let mut report = self.supervise(job, prepared, deadline, abort, on_started).await;
+        let mut report = self.supervise(job, prepared, remaining, abort, on_started).await;
         report.setup_s = setup_s;
+        report.build = build;
+        // Only now may the built image be garbage-collected.
+        drop(target);
         report
     }
 
     /// Everything up to and including `start`; an error here means the job never ran.
-    async fn prepare(&self, job: &JobAssignment) -> Result<Prepared, RunError> {
+    async fn prepare(&self, job: &JobAssignment, target: &Target) -> Result<Prepared, RunError> {
         let t = self.api_timeout;
-        let image = self.images.get(&job.image).ok_or_else(|| RunError::UnknownAlias { alias: job.image.clone() })?;
+        let entrypoint = job.entrypoint.as_deref().filter(|e| !e.trim().is_empty());
+        let (image, command) = match target {
+            Target::Built(pin) => (pin.tag(), entrypoint.map_or(Command::Image, Command::Shell)),
+            Target::Alias => {
+                let image =
+                    self.images.get(&job.image).ok_or_else(|| RunError::UnknownAlias { alias: job.image.clone() })?;
+                let command = if !job.script.is_empty() {
+                    Command::Script(Launch::for_script(&job.script))
+                } else {
+                    Command::Shell(entrypoint.ok_or(RunError::NothingToRun)?)
+                };
+                (image.as_str(), command)
+            }
+        };
         match engine::call("inspect image", t, self.docker.inspect_image(image)).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {
-                return Err(RunError::ImageMissing { alias: job.image.clone(), image: image.clone() })
+                return Err(RunError::ImageMissing { alias: job.image.clone(), image: image.to_string() })
             }
             Err(e) => return Err(e.into()),
         }
 
-        let launch = Launch::for_script(&job.script);
-        let dir = JobDir::create(&self.work_dir, &job.job_id, &job.script, launch)?;
+        // A built image has the workspace inside it already; its /workspace is an empty scratch directory.
+        let dir = match (target, command) {
+            (Target::Built(_), _) => JobDir::create(&self.work_dir, &job.job_id, None, &[])?,
+            (Target::Alias, Command::Script(launch)) => {
+                JobDir::create(&self.work_dir, &job.job_id, Some((&job.script, launch)), &job.files)?
+            }
+            (Target::Alias, _) => JobDir::create(&self.work_dir, &job.job_id, None, &job.files)?,
+        };
         let spec = sandbox::container_spec(&SpecInput {
             job_id: &job.job_id,
             engine_image: image,
             job_dir: dir.path(),
             cpus: job.cpus,
-            launch,
+            command,
             executor_id: &self.executor_id,
         });
         let name = sandbox::container_name(&job.job_id);
@@ -230,7 +325,11 @@ impl Runner {
             (Ok(Ending::Exited(code)), Ok(false)) => Some(Failure {
                 reason: FailureReason::NonZeroExit,
                 stage: FailureStage::Run,
-                message: format!("The script exited with code {code}."),
+                message: if !job.script.is_empty() && build::dockerfile_of(&job.files).is_none() {
+                    format!("The script exited with code {code}.")
+                } else {
+                    format!("The job's command exited with code {code}.")
+                },
             }),
             (Ok(Ending::TimedOut), _) => Some(Failure {
                 reason: FailureReason::TimeLimitExceeded,
@@ -261,6 +360,7 @@ impl Runner {
             stderr_bytes_seen: stderr.bytes_seen,
             setup_s: 0.0, // filled in by `run`
             teardown_s: teardown_started.elapsed().as_secs_f64(),
+            build: None,
             outcome: JobOutcome {
                 exit_code,
                 output: stdout.text,
@@ -391,10 +491,64 @@ async fn finish_capture(
 }
 
 fn internal_failure(detail: &str) -> Failure {
+    internal_failure_at(FailureStage::Run, detail)
+}
+
+fn internal_failure_at(stage: FailureStage, detail: &str) -> Failure {
     Failure {
         reason: FailureReason::InternalError,
-        stage: FailureStage::Run,
+        stage,
         message: format!("The executor could not run the job: {detail}."),
+    }
+}
+
+/// The report of a Dockerfile job that never got its image: the job never ran.
+fn build_failure(job: &JobAssignment, err: BuildError, setup_started: Instant) -> RunReport {
+    let minutes = |m: u32| format!("{m} minute{}", if m == 1 { "" } else { "s" });
+    let (failure, log, seconds) = match err {
+        BuildError::Failed { message, log, seconds } => {
+            (Failure { reason: FailureReason::BuildFailed, stage: FailureStage::Build, message }, Some(log), seconds)
+        }
+        BuildError::TimedOut { log, seconds } => (
+            Failure {
+                reason: FailureReason::TimeLimitExceeded,
+                stage: FailureStage::Build,
+                message: format!(
+                    "The job's time limit of {} ran out while its image was building (the build counts towards \
+                     it); the build was stopped and the job never ran. The end of the build log is in error_output.",
+                    minutes(job.time_limit_min)
+                ),
+            },
+            Some(log),
+            seconds,
+        ),
+        BuildError::Aborted { seconds } => (
+            internal_failure_at(FailureStage::Build, "the executor shut down while the image was building"),
+            None,
+            seconds,
+        ),
+        BuildError::Internal(detail) => {
+            tracing::error!(job_id = %job.job_id, error = %detail, "image build failed on our side");
+            (internal_failure_at(FailureStage::Build, &detail), None, setup_started.elapsed().as_secs_f64())
+        }
+    };
+    tracing::info!(job_id = %job.job_id, reason = ?failure.reason, "job ended in its build stage");
+    let log = log.unwrap_or_else(|| BoundedBuffer::new(0).finish());
+    RunReport {
+        outcome: JobOutcome {
+            exit_code: None,
+            output: String::new(),
+            error_output: log.text,
+            output_truncated: false,
+            error_output_truncated: log.truncated,
+            compute_duration_s: seconds,
+            failure: Some(failure),
+        },
+        stdout_bytes_seen: 0,
+        stderr_bytes_seen: log.bytes_seen,
+        setup_s: setup_started.elapsed().as_secs_f64(),
+        teardown_s: 0.0,
+        build: None,
     }
 }
 

@@ -65,6 +65,35 @@ impl Launch {
     }
 }
 
+/// What the container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// The job's script, in the workspace.
+    Script(Launch),
+    /// A command line given by the job (`entrypoint`), run with `/bin/sh -c` in the workspace.
+    Shell(&'a str),
+    /// The image's own ENTRYPOINT/CMD in its own WORKDIR (an image built from the job's Dockerfile).
+    Image,
+}
+
+impl Command<'_> {
+    /// The container's `(entrypoint, cmd)`: ours replace the image's entirely, except for [`Command::Image`].
+    fn entrypoint_and_cmd(self) -> (Option<Vec<String>>, Option<Vec<String>>) {
+        match self {
+            Command::Script(launch) => (Some(vec![]), Some(launch.command())),
+            Command::Shell(line) => (Some(vec![]), Some(vec!["/bin/sh".into(), "-c".into(), line.into()])),
+            Command::Image => (None, None),
+        }
+    }
+
+    fn working_dir(self) -> Option<String> {
+        match self {
+            Command::Script(_) | Command::Shell(_) => Some(WORKSPACE.into()),
+            Command::Image => None,
+        }
+    }
+}
+
 /// CPU and memory limits for a job with `cpus` CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -87,7 +116,7 @@ pub struct SpecInput<'a> {
     /// Host directory bind-mounted at [`WORKSPACE`].
     pub job_dir: &'a Path,
     pub cpus: u32,
-    pub launch: Launch,
+    pub command: Command<'a>,
     /// Value of [`LABEL_EXECUTOR`].
     pub executor_id: &'a str,
 }
@@ -125,13 +154,15 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         init: Some(true),
         ..Default::default()
     };
+    // For our commands, any entrypoint the image carries is cleared: the command is the whole story. A built
+    // image keeps its ENTRYPOINT/CMD and WORKDIR, and still runs as nobody (its USER is not honoured).
+    let (entrypoint, cmd) = input.command.entrypoint_and_cmd();
     ContainerCreateBody {
         image: Some(input.engine_image.into()),
-        cmd: Some(input.launch.command()),
-        // Clear any entrypoint the image may carry: the command above is the whole story.
-        entrypoint: Some(vec![]),
+        cmd,
+        entrypoint,
         user: Some(format!("{SANDBOX_UID}:{SANDBOX_GID}")),
-        working_dir: Some(WORKSPACE.into()),
+        working_dir: input.command.working_dir(),
         hostname: Some("sandbox".into()),
         // With networking disabled the engine skips its network sandbox entirely and the runtime gives the
         // container a fresh namespace with only loopback (up): the same isolation as mode "none", ~140 ms
@@ -157,15 +188,36 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
 mod tests {
     use super::*;
 
-    fn spec(cpus: u32, script: &str) -> ContainerCreateBody {
+    fn spec_for(cpus: u32, command: Command<'_>) -> ContainerCreateBody {
         container_spec(&SpecInput {
             job_id: "job-1",
             engine_image: "ouro-python:latest",
             job_dir: Path::new("/tmp/ouro-executor/job-1"),
             cpus,
-            launch: Launch::for_script(script),
+            command,
             executor_id: "/tmp/ouro-executor",
         })
+    }
+
+    fn spec(cpus: u32, script: &str) -> ContainerCreateBody {
+        spec_for(cpus, Command::Script(Launch::for_script(script)))
+    }
+
+    #[test]
+    fn commands_and_working_dirs() {
+        let s = spec(1, "echo hi");
+        assert_eq!(s.entrypoint, Some(vec![]));
+        assert_eq!(s.cmd, Some(vec!["/bin/bash".to_string(), "/workspace/job".to_string()]));
+        let s = spec_for(1, Command::Shell("python3 main.py"));
+        assert_eq!(s.entrypoint, Some(vec![]));
+        assert_eq!(s.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "python3 main.py".into()]));
+        assert_eq!(s.working_dir.as_deref(), Some(WORKSPACE));
+        let s = spec_for(1, Command::Image);
+        assert_eq!((s.entrypoint, s.cmd, s.working_dir), (None, None, None), "the image's own");
+        assert_eq!(s.user.as_deref(), Some("65534:65534"), "built images still run as nobody");
+        let hc = s.host_config.unwrap_or_default();
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub async fn start(config: &Config, deadline: DeadlineFn) -> Result<Executor, St
     let docker = engine::connect(&config.docker_socket, config.docker_timeout)
         .await
         .map_err(|source| StartError::Engine { socket: config.docker_socket.clone(), source })?;
-    let runner = Runner::new(docker, config.images.clone(), config.work_dir.clone(), config.docker_timeout);
+    let runner = Runner::new(docker, config.images.clone(), config.work_dir.clone(), config.docker_timeout)
+        .with_build_settings(config.build.clone());
     let swept = runner.sweep_leftovers().await?;
     if swept > 0 {
         tracing::warn!(containers = swept, "removed job containers left over by an earlier run");
@@ -86,7 +87,14 @@ pub async fn start(config: &Config, deadline: DeadlineFn) -> Result<Executor, St
             })
             .await
     });
-    tracing::info!(listen = %local_addr, slots = config.slots, edge = %config.edge_url, "ouro-executor ready");
+    tracing::info!(
+        listen = %local_addr,
+        slots = config.slots,
+        edge = %config.edge_url,
+        build_network = %config.build.network,
+        build_cache_images = config.build.cache_images,
+        "ouro-executor ready"
+    );
     Ok(Executor {
         local_addr,
         state,

@@ -1,17 +1,18 @@
-//! One accepted job end to end: run it, tell the edge it is running, deliver its result, free the slot.
+//! One accepted job end to end: run it, tell the edge how it goes (build progress, running), deliver its result,
+//! free the slot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ouro_core::dispatch::{JobAssignment, StatusReport};
 use ouro_core::job::JobStatus;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::report::EdgeClient;
 use crate::run::{internal_error, Runner};
 use crate::slots::SlotGuard;
 
-/// How long the result waits for the "running" report to finish, so the edge sees them in order.
+/// How long the result waits for the status reports to finish, so the edge sees them in order.
 const STATUS_BEFORE_RESULT: Duration = Duration::from_secs(5);
 
 /// What every job task shares.
@@ -29,19 +30,23 @@ impl Worker {
     /// results it cannot use new capacity either, and the held slot keeps shutdown waiting for the delivery.
     pub async fn execute(self: Arc<Self>, job: JobAssignment, slot: SlotGuard, deadline: Duration) {
         let job_id = job.job_id.clone();
-        let (started_tx, started_rx) = oneshot::channel::<()>();
-
+        // Status reports go out one at a time, in the order they happened: build progress ("processing"), then
+        // "running" once the container started. The channel closes when the run is over.
+        let (events, mut events_rx) = mpsc::unbounded_channel::<StatusReport>();
         let edge = self.edge.clone();
         let status_job_id = job_id.clone();
         let status_task = tokio::spawn(async move {
-            if started_rx.await.is_err() {
-                return; // never started: the result says why
-            }
-            let report = StatusReport { status: JobStatus::Running, message: "container started".into() };
-            if let Err(e) = edge.report_status(&status_job_id, &report).await {
-                tracing::warn!(job_id = %status_job_id, error = %e, "could not report running");
+            while let Some(report) = events_rx.recv().await {
+                if let Err(e) = edge.report_status(&status_job_id, &report).await {
+                    tracing::warn!(job_id = %status_job_id, status = report.status.as_str(), error = %e, "could not report a status");
+                }
             }
         });
+        let (progress_events, progress_job_id) = (events.clone(), job_id.clone());
+        let progress = move |message: String| {
+            tracing::info!(job_id = %progress_job_id, %message, "progress");
+            let _ = progress_events.send(StatusReport { status: JobStatus::Processing, message });
+        };
 
         // In its own task so a panic in the run becomes a failed job instead of a silently lost one (the
         // container guard removes the container during the unwind).
@@ -49,8 +54,9 @@ impl Worker {
         let run_job = job.clone();
         let run = tokio::spawn(async move {
             this.runner
-                .run(&run_job, deadline, this.abort.clone(), move || {
-                    let _ = started_tx.send(());
+                .run_with_progress(&run_job, deadline, this.abort.clone(), progress, move || {
+                    let _ =
+                        events.send(StatusReport { status: JobStatus::Running, message: "container started".into() });
                 })
                 .await
         });
@@ -64,6 +70,7 @@ impl Worker {
                     stdout_bytes = report.stdout_bytes_seen,
                     stderr_bytes = report.stderr_bytes_seen,
                     setup_ms = (report.setup_s * 1000.0) as u64,
+                    build = ?report.build,
                     teardown_ms = (report.teardown_s * 1000.0) as u64,
                     "job finished"
                 );
@@ -76,7 +83,7 @@ impl Worker {
         };
 
         if tokio::time::timeout(STATUS_BEFORE_RESULT, status_task).await.is_err() {
-            tracing::warn!(job_id = %job_id, "running report still pending; sending the result anyway");
+            tracing::warn!(job_id = %job_id, "status reports still pending; sending the result anyway");
         }
         match self.edge.report_result(&job_id, &outcome, self.result_retry).await {
             Ok(()) => tracing::info!(job_id = %job_id, status = outcome.status().as_str(), "result delivered"),

@@ -157,6 +157,7 @@ async fn assignments_are_authenticated_run_and_reported() {
         docker_socket: common::SOCKET.into(),
         result_retry: Duration::from_secs(20),
         drain: Duration::from_secs(5),
+        build: Default::default(),
     };
     let deadline: DeadlineFn = Arc::new(|job: &JobAssignment| Duration::from_secs(u64::from(job.time_limit_min) * 60));
     let executor = server::start(&config, deadline).await.expect("executor starts");
@@ -227,6 +228,103 @@ async fn assignments_are_authenticated_run_and_reported() {
     assert!(result.signature_ok, "the retry is signed afresh");
     let outcome: JobOutcome = serde_json::from_slice(&result.body).expect("job outcome");
     assert_eq!(outcome.output, "retried\n");
+
+    executor.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work_dir);
+}
+
+/// Every status report of `job_id` (in order), up to and including its result.
+async fn statuses_until_result(
+    rx: &mut mpsc::UnboundedReceiver<Received>,
+    job_id: &str,
+) -> (Vec<StatusReport>, JobOutcome) {
+    let mut reports = Vec::new();
+    let wait = async {
+        loop {
+            let call = rx.recv().await.expect("fake edge channel open");
+            if call.job_id != job_id {
+                continue;
+            }
+            assert!(call.signature_ok, "{} call is signed", call.kind);
+            match call.kind {
+                "status" => reports.push(serde_json::from_slice(&call.body).expect("status report")),
+                "result" => return serde_json::from_slice(&call.body).expect("job outcome"),
+                _ => {}
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(120), wait).await.expect("the result arrived");
+    (reports, outcome)
+}
+
+#[tokio::test]
+async fn workspace_jobs_are_accepted_and_report_their_build() {
+    let Some(docker) = common::engine_or_skip("http_workspaces").await else { return };
+    let (edge_url, mut calls) = start_fake_edge(vec![]).await;
+    let work_dir = std::env::temp_dir().join(format!("ouro-executor-test-httpws-{}", std::process::id()));
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        edge_url,
+        secret: SECRET.to_vec(),
+        slots: 2,
+        images: common::default_images(),
+        work_dir: work_dir.clone(),
+        docker_timeout: common::API_TIMEOUT,
+        docker_socket: common::SOCKET.into(),
+        result_retry: Duration::from_secs(20),
+        drain: Duration::from_secs(5),
+        build: Default::default(),
+    };
+    let deadline: DeadlineFn = Arc::new(|job: &JobAssignment| Duration::from_secs(u64::from(job.time_limit_min) * 60));
+    let executor = server::start(&config, deadline).await.expect("executor starts");
+    let http = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
+    let client = Client { http, base: format!("http://{}", executor.local_addr()) };
+
+    // A Dockerfile job: "processing" reports tell the edge what the build does, then "running", then the result.
+    let nonce = common::job_id("nonce");
+    let dockerfile = format!("FROM ouro-ubuntu\nRUN echo {nonce} > /n\nCMD [\"cat\", \"/n\"]\n");
+    let files = vec![common::file("Dockerfile", &dockerfile)];
+    let build = common::workspace_job("http-build", "ouro-ubuntu", files.clone(), None);
+    let (status, _, body) = client.assign(&build, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (reports, outcome) = statuses_until_result(&mut calls, &build.job_id).await;
+    assert_eq!(outcome.failure, None, "{outcome:?}");
+    assert_eq!(outcome.output, format!("{nonce}\n"));
+    let shown: Vec<(JobStatus, &str)> = reports.iter().map(|r| (r.status, r.message.as_str())).collect();
+    eprintln!("the edge saw: {shown:?}");
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown[0].0 == JobStatus::Processing && shown[0].1.starts_with("building image ouro-build:"), "{shown:?}");
+    assert!(shown[1].0 == JobStatus::Processing && shown[1].1.starts_with("built image ouro-build:"), "{shown:?}");
+    assert_eq!(shown[2], (JobStatus::Running, "container started"));
+
+    let again = common::workspace_job("http-build2", "ouro-ubuntu", files, None);
+    let (status, _, body) = client.assign(&again, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (reports, outcome) = statuses_until_result(&mut calls, &again.job_id).await;
+    assert_eq!(outcome.output, format!("{nonce}\n"));
+    assert_eq!(reports[0].status, JobStatus::Processing);
+    assert!(reports[0].message.starts_with("build cache hit ouro-build:"), "{reports:?}");
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    if let Some(tag) = reports[0].message.strip_prefix("build cache hit ") {
+        common::remove_image(&docker, tag).await;
+    }
+
+    // A full 10 MiB workspace fits the body limit (13.3 MiB of base64).
+    let blob: Vec<u8> = (0..ouro_core::workspace::MAX_WORKSPACE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
+    let big = common::workspace_job("http-big", "ouro-ubuntu", vec![common::file("blob", blob)], Some("wc -c < blob"));
+    let (status, _, body) = client.assign(&big, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, outcome) = statuses_until_result(&mut calls, &big.job_id).await;
+    assert_eq!(outcome.output, "10485760\n", "{outcome:?}");
+
+    // Nonsense is refused before anything runs: an escaping path, a Dockerfile on a base that is not an alias.
+    let escaping = common::workspace_job("http-bad", "ouro-ubuntu", vec![common::file("../x", "")], Some("true"));
+    let (status, _, body) = client.assign(&escaping, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let foreign =
+        common::workspace_job("http-from", "ouro-ubuntu", vec![common::file("Dockerfile", "FROM debian\n")], None);
+    let (status, _, body) = client.assign(&foreign, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     executor.shutdown().await;
     let _ = std::fs::remove_dir_all(&work_dir);

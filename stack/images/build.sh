@@ -21,7 +21,8 @@ variant=minbase
 # Per alias: the packages, and a customize hook run on the finished root (as `sh -c CMD exec "$ROOT"`).
 case "$alias_name" in
   ouro-python)
-    packages="python3,python3-pip"
+    # python-is-python3: `python` is the name the public API examples use (ENTRYPOINT ["python", "main.py"]).
+    packages="python3,python3-pip,python-is-python3"
     # Debian marks its Python as externally managed (PEP 668) and pip then refuses to install anything; jobs are
     # throwaway containers, so plain `pip install` must work.
     customize='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'

@@ -145,3 +145,19 @@ async fn cors_preflight_allows_x402_headers() {
     let exposed = resp.headers()["access-control-expose-headers"].to_str().unwrap();
     assert!(exposed.contains("PAYMENT-REQUIRED") && exposed.contains("PAYMENT-RESPONSE"), "{exposed}");
 }
+
+#[tokio::test]
+async fn cpus_beyond_the_executors_are_refused_before_any_price() {
+    // `cargo xtask up` tells the edge this machine's core count; asking for more would buy CPUs nobody has.
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    if cores >= 8 {
+        return; // every API value is servable here
+    }
+    let client = client().await;
+    let answer = client.submit_unpaid(&json!({"script": "echo", "cpus": cores + 1})).await.unwrap();
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(answer.body["field"], "cpus");
+    assert!(answer.body["error"].as_str().unwrap().contains(&format!("at most {cores}")), "{}", answer.body);
+    assert!(matches!(client.quote(cores + 1, 1).await, Err(ouro_client::ClientError::Invalid { .. })));
+    assert!(client.quote(cores, 1).await.is_ok());
+}

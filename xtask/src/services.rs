@@ -212,6 +212,8 @@ pub fn ensure_edge() -> Result<bool> {
     )?;
     say("starting the edge under wrangler dev (the first build of the Worker takes a few minutes)");
     let (port, inspector) = (EDGE_PORT.to_string(), EDGE_INSPECTOR_PORT.to_string());
+    // Jobs may not ask for more CPUs than this machine's executor can give.
+    let max_cpus = format!("MAX_CPUS:{}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8));
     let cmd = wrangler(&[
         "dev",
         "--local",
@@ -224,6 +226,8 @@ pub fn ensure_edge() -> Result<bool> {
         "--persist-to",
         &persist,
         "--show-interactive-dev-session=false",
+        "--var",
+        &max_cpus,
     ]);
     procs::spawn("edge", cmd)?;
     wait_ready("edge", Duration::from_secs(900), || probe::get_ok(EDGE_PORT, "/health"))?;

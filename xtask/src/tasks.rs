@@ -152,7 +152,8 @@ fn run_suites(filter: &[&String]) -> Result<()> {
 
     eprintln!("==> Rust tests: unit (core, client), executor on the real engine, end to end against the stack");
     let mut cargo = Command::new("cargo");
-    cargo.args(["test", "--workspace", "--exclude", "ouro-edge"]).current_dir(paths::root());
+    // --no-fail-fast: one failing suite must not hide the results of the others.
+    cargo.args(["test", "--no-fail-fast", "--workspace", "--exclude", "ouro-edge"]).current_dir(paths::root());
     cargo.arg("--");
     cargo.args(filter.iter().map(|s| s.as_str()));
     // End-to-end tests mostly wait on jobs: run them wide so the minute-long ones overlap.

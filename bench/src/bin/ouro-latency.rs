@@ -156,6 +156,8 @@ async fn bare(runner: &Runner, id: &str, timeout: Duration, abort: watch::Receiv
         job_id: id.to_string(),
         image: IMAGE_ALIAS.to_string(),
         script: SCRIPT.to_string(),
+        files: Vec::new(),
+        entrypoint: None,
         cpus: 1,
         time_limit_min: 1,
         output_cap_bytes: 1 << 20,

@@ -17,7 +17,9 @@ pub async fn handle(req: Request, ctx: RouteContext<()>) -> Result<Response> {
     let url = req.url()?;
     let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     let (cpus, minutes, mode) = (param("cpus"), param("time_limit_min"), param("submission_mode"));
-    let priced = match validate_price_query(cpus.as_deref(), minutes.as_deref(), mode.as_deref()) {
+    let checked = validate_price_query(cpus.as_deref(), minutes.as_deref(), mode.as_deref())
+        .and_then(|p| config.check_cpus(p.cpus).map(|()| p));
+    let priced = match checked {
         Ok(p) => p,
         Err(e) => return http::field_error(&e.field, &e.message),
     };

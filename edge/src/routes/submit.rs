@@ -21,7 +21,7 @@ pub async fn handle(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
         Err(e) => return http::error(500, "misconfigured", e),
     };
     let body = req.bytes().await?;
-    let spec = match validate(&body) {
+    let spec = match validate(&body).and_then(|spec| config.check_cpus(spec.cpus).map(|()| spec)) {
         Ok(spec) => spec,
         Err(e) => return http::field_error(&e.field, &e.message),
     };
@@ -128,12 +128,13 @@ fn refusal(refused: Refused, resource: &Resource, fresh: PaymentRequirements, cu
             payment_required(resource, fresh, current, Some((r.code(), r.to_string())), "Payment rejected")
         }
         Refused::VerifyRefused { reason, message } => {
-            let message = message.unwrap_or_else(|| "the facilitator refused this payment".into());
+            let message = message.map(|m| brief(&m)).unwrap_or_else(|| "the facilitator refused this payment".into());
             payment_required(resource, fresh, current, Some((&reason, message)), "Payment verification failed")
         }
         Refused::SettleRefused(settlement) => {
             let reason = settlement.error_reason.clone().unwrap_or_else(|| "settlement_failed".into());
-            let message = settlement.error_message.clone().unwrap_or_else(|| "the transfer did not settle".into());
+            let message =
+                settlement.error_message.as_deref().map(brief).unwrap_or_else(|| "the transfer did not settle".into());
             let mut resp =
                 payment_required(resource, fresh, current, Some((&reason, message)), "Payment settlement failed")?;
             resp.headers_mut().set("PAYMENT-RESPONSE", &header::encode(&settlement))?;
@@ -155,4 +156,15 @@ fn refusal(refused: Refused, resource: &Resource, fresh: PaymentRequirements, cu
             http::with_retry_after(resp, 10)
         }
     }
+}
+
+/// The first line of a facilitator's message, bounded: some pass a whole chain-client error dump (with the
+/// signature in it) as the message; the reason code carries the meaning.
+fn brief(message: &str) -> String {
+    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    let mut out: String = first.chars().take(200).collect();
+    if out.len() < first.len() {
+        out.push('…');
+    }
+    out
 }

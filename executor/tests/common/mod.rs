@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use ouro_core::dispatch::JobAssignment;
+use ouro_core::workspace::WorkspaceFile;
 use ouro_executor::engine;
 use ouro_executor::run::Runner;
 
@@ -52,8 +53,25 @@ pub fn job(name: &str, image: &str, script: &str) -> JobAssignment {
         job_id: job_id(name),
         image: image.into(),
         script: script.into(),
+        files: vec![],
+        entrypoint: None,
         cpus: 1,
         time_limit_min: 1,
         output_cap_bytes: 10_000,
     }
+}
+
+pub fn file(path: &str, content: impl AsRef<[u8]>) -> WorkspaceFile {
+    WorkspaceFile { path: path.into(), content: content.as_ref().to_vec() }
+}
+
+/// A workspace job: `files` (a Dockerfile among them makes it a build), no script, an optional entrypoint.
+pub fn workspace_job(name: &str, image: &str, files: Vec<WorkspaceFile>, entrypoint: Option<&str>) -> JobAssignment {
+    JobAssignment { files, entrypoint: entrypoint.map(str::to_string), ..job(name, image, "") }
+}
+
+/// Removes a built image a test made (best effort: the build cache would also collect it eventually).
+pub async fn remove_image(docker: &Docker, tag: &str) {
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().build();
+    let _ = docker.remove_image(tag, Some(options), None).await;
 }
