@@ -4,9 +4,11 @@
 //! where the rules live: what a valid submission is, what a job costs, what a valid x402 payment is, and the
 //! messages the edge and the executors exchange.
 
+pub mod builder_codes;
 pub mod dispatch;
 pub mod dockerfile;
 pub mod eip712;
+pub mod erc8021;
 pub mod job;
 pub mod pricing;
 pub mod submit;
