@@ -16,6 +16,14 @@ mod tasks;
 
 use std::process::ExitCode;
 
+const USAGE: &str = "usage: cargo xtask <up | down | demo | test [filter] [--keep] | bench [--rounds N] | status>
+  up      install what is missing, start the local stack, leave it running
+  down    stop everything `up` started
+  demo    `up`, then a real paid `echo hello` job with the ouro client
+  test    every test (starts the stack if needed and stops what it started; --keep leaves it up)
+  bench   the latency benchmark: paid job vs a bare container run
+  status  what runs";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -25,8 +33,12 @@ fn main() -> ExitCode {
         Some("test") => tasks::test(&args[1..]),
         Some("status") => tasks::status(),
         Some("bench") => tasks::bench(&args[1..]),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
-            eprintln!("usage: cargo xtask <up | down | demo | test [filter] [--keep] | bench [--rounds N] | status>");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };

@@ -25,6 +25,11 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// The pid this tool recorded for a service, alive or not.
+pub fn recorded(name: &str) -> Option<u32> {
+    fs::read_to_string(pid_file(name)).ok()?.trim().parse().ok()
+}
+
 /// The pid of a service this tool started and that is still alive.
 pub fn running(name: &str) -> Option<u32> {
     let pid: u32 = fs::read_to_string(pid_file(name)).ok()?.trim().parse().ok()?;

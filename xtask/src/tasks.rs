@@ -81,9 +81,10 @@ fn stop(names: &[&str]) {
 
 pub fn status() -> Result<()> {
     for name in services::ORDER {
-        match procs::running(name) {
-            Some(pid) => eprintln!("{name:12} running (pid {pid})"),
-            None => eprintln!("{name:12} not started by xtask"),
+        match (procs::running(name), procs::recorded(name)) {
+            (Some(pid), _) => eprintln!("{name:12} running (pid {pid})"),
+            (None, Some(pid)) => eprintln!("{name:12} exited (was pid {pid}; see {})", procs::log_file(name).display()),
+            (None, None) => eprintln!("{name:12} not started by xtask"),
         }
     }
     Ok(())
