@@ -19,6 +19,33 @@ pub struct Config {
     pub max_cpus: u32,
     pub facilitator_timeout_ms: u64,
     pub settle_timeout_ms: u64,
+    /// The ledger's cost rates and the chain reads behind stats, the wallet and readiness.
+    pub ops: Operations,
+}
+
+/// What the service's costs are made of and where its wallet is read: the ledger (`ledger.rs`) turns recorded
+/// compute, settlement gas and storage into dollars with these rates; `/api/wallet` and `/health/ready` read the
+/// service wallet over `rpc_url`.
+pub struct Operations {
+    /// The chain's JSON-RPC endpoint (`RPC_URL`); empty when none is configured.
+    pub rpc_url: String,
+    pub rpc_timeout_ms: u64,
+    /// The wallet whose balances are shown and checked (`SERVICE_WALLET`, else `PAY_TO`), lowercase `0x` hex.
+    pub service_wallet: String,
+    /// Converts settlement gas (wei) into dollars (`ETH_PRICE_USD`).
+    pub eth_price_usd: f64,
+    /// What one CPU-second of a job costs us (`COMPUTE_COST_PER_CPU_SECOND_USD`).
+    pub compute_cost_per_cpu_second_usd: f64,
+    /// Storage (R2, D1) attributed to each paid job (`STORAGE_COST_PER_JOB_USD`; 0 until storage is billed to us).
+    pub storage_cost_per_job_usd: f64,
+    /// The gas recorded for a settlement whose receipt the RPC did not give (`GAS_ESTIMATE_WEI`).
+    pub gas_estimate_wei: u128,
+    /// Below this much ETH the service wallet cannot pay for gas and readiness degrades (`WALLET_MIN_ETH_WEI`).
+    pub wallet_min_eth_wei: u128,
+    /// Below this much USDC (atomic) the wallet is reported "low"; never degrades readiness (`WALLET_LOW_USDC`).
+    pub wallet_low_usdc_atomic: u64,
+    /// Deadline of each readiness probe (`HEALTH_TIMEOUT_MS`).
+    pub health_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +127,6 @@ impl Config {
             Ok(s.into_bytes())
         };
         Ok(Config {
-            chain,
             pricing,
             facilitator_url: var(env, "FACILITATOR_URL")?.trim_end_matches('/').to_string(),
             executor_urls,
@@ -110,6 +136,45 @@ impl Config {
             max_cpus: parsed::<u32>("MAX_CPUS", &var_or(env, "MAX_CPUS", "8"))?.clamp(1, ouro_core::submit::MAX_CPUS),
             facilitator_timeout_ms: parsed("FACILITATOR_TIMEOUT_MS", &var_or(env, "FACILITATOR_TIMEOUT_MS", "10000"))?,
             settle_timeout_ms: parsed("SETTLE_TIMEOUT_MS", &var_or(env, "SETTLE_TIMEOUT_MS", "30000"))?,
+            ops: Operations::from_env(env, &chain)?,
+            chain,
+        })
+    }
+}
+
+fn non_negative(name: &'static str, raw: &str) -> Result<f64, ConfigError> {
+    let v: f64 = parsed(name, raw)?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(ConfigError::Invalid { name, why: format!("{raw:?} is not a non-negative number") });
+    }
+    Ok(v)
+}
+
+impl Operations {
+    fn from_env(env: &Env, chain: &ChainProfile) -> Result<Operations, ConfigError> {
+        let service_wallet = match var(env, "SERVICE_WALLET") {
+            Ok(raw) => ouro_core::x402::parse_address(raw.trim())
+                .ok_or_else(|| ConfigError::Invalid { name: "SERVICE_WALLET", why: format!("{raw:?} is not an address") })?,
+            Err(_) => chain.pay_to,
+        };
+        Ok(Operations {
+            // Optional: without it the wallet reads as degraded and settlement gas is the estimate.
+            rpc_url: var_or(env, "RPC_URL", "").trim().to_string(),
+            rpc_timeout_ms: parsed("RPC_TIMEOUT_MS", &var_or(env, "RPC_TIMEOUT_MS", "3000"))?,
+            service_wallet: format!("{service_wallet:#x}"),
+            eth_price_usd: non_negative("ETH_PRICE_USD", &var_or(env, "ETH_PRICE_USD", "3000"))?,
+            compute_cost_per_cpu_second_usd: non_negative(
+                "COMPUTE_COST_PER_CPU_SECOND_USD",
+                &var_or(env, "COMPUTE_COST_PER_CPU_SECOND_USD", "0.000002"),
+            )?,
+            storage_cost_per_job_usd: non_negative(
+                "STORAGE_COST_PER_JOB_USD",
+                &var_or(env, "STORAGE_COST_PER_JOB_USD", "0"),
+            )?,
+            gas_estimate_wei: parsed("GAS_ESTIMATE_WEI", &var_or(env, "GAS_ESTIMATE_WEI", "700000000000"))?,
+            wallet_min_eth_wei: parsed("WALLET_MIN_ETH_WEI", &var_or(env, "WALLET_MIN_ETH_WEI", "1000000000000000"))?,
+            wallet_low_usdc_atomic: usd(env, "WALLET_LOW_USDC", 0)?,
+            health_timeout_ms: parsed("HEALTH_TIMEOUT_MS", &var_or(env, "HEALTH_TIMEOUT_MS", "2000"))?,
         })
     }
 }

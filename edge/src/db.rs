@@ -84,6 +84,8 @@ pub struct NewJob<'a> {
     pub price_atomic: u64,
     /// Where the workspace's files are in R2 (multi-file jobs only).
     pub workspace_key: Option<&'a str>,
+    /// The builder codes it was submitted with (`X-BUILDER-CODE`), recorded with the job.
+    pub builder_codes: &'a [String],
     pub now_ms: u64,
 }
 
@@ -97,17 +99,6 @@ pub struct NewPayment<'a> {
     pub valid_before: u64,
     pub spec_digest: &'a str,
     pub now_ms: u64,
-}
-
-pub async fn jobs_since(db: &D1Database, since_ms: u64) -> Result<u64> {
-    #[derive(Deserialize)]
-    struct Count {
-        n: u64,
-    }
-    let row: Option<Count> = stmt(db, "SELECT COUNT(*) AS n FROM jobs WHERE submitted_at >= ?1", &[n(since_ms as f64)])?
-        .first(None)
-        .await?;
-    Ok(row.map(|c| c.n).unwrap_or(0))
 }
 
 pub async fn find_payment(db: &D1Database, payer: &str, nonce: &str) -> Result<Option<PaymentRow>> {
@@ -167,11 +158,12 @@ pub async fn release_payment(db: &D1Database, payer: &str, nonce: &str) -> Resul
     Ok(())
 }
 
-/// The job row, the settled payment and the first event, in one batch: a settled payment always has its job.
+/// The job row, the settled payment, the first event and the job's builder codes, in one batch: a settled
+/// payment always has its job.
 pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_hash: &str) -> Result<()> {
     let spec = job.spec;
     let now = n(job.now_ms as f64);
-    db.batch(vec![
+    let mut batch = vec![
         stmt(
             db,
             "INSERT INTO jobs (id, status, payer, submitter_address, script, image, cpus, time_limit_min, \
@@ -201,8 +193,9 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
             &[s(job.payer), s(nonce), s(job.id), s(tx_hash), now.clone()],
         )?,
         event_stmt(db, job.id, "status", &format!("paid ({tx_hash}); queued"), job.now_ms)?,
-    ])
-    .await?;
+    ];
+    batch.extend(builder_code_stmts(db, job.id, job.builder_codes, job.now_ms)?);
+    db.batch(batch).await?;
     Ok(())
 }
 
@@ -343,4 +336,316 @@ pub async fn add_progress_event(db: &D1Database, id: &str, message: &str, now_ms
     .and_then(|m| m.changes)
     .unwrap_or(0);
     Ok(changed == 1)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The ledger, builder-code attribution and the service wallet (migration 0003)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The ledger's raw aggregates, in one read so that every figure comes from the same moment.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LedgerTotals {
+    /// Sum of settled payments, atomic USDC.
+    pub revenue_atomic: u64,
+    /// Settled payments, i.e. paid jobs.
+    pub paid_jobs: u64,
+    pub completed_jobs: u64,
+    pub failed_jobs: u64,
+    pub active_jobs: u64,
+    /// Σ cpus × compute_duration_s over ended jobs.
+    pub cpu_seconds: f64,
+    pub avg_duration_s: Option<f64>,
+    /// Σ settlement gas in wei (as a float: it only ever becomes dollars).
+    pub gas_wei: f64,
+    pub gas_txs: u64,
+    pub gas_estimated_txs: u64,
+    pub jobs_last_hour: u64,
+}
+
+pub async fn ledger_totals(db: &D1Database, since_ms: u64) -> Result<LedgerTotals> {
+    let row: Option<LedgerTotals> = stmt(
+        db,
+        "SELECT \
+         (SELECT COALESCE(SUM(amount_atomic), 0) FROM payments WHERE state = 'settled') AS revenue_atomic, \
+         (SELECT COUNT(*) FROM payments WHERE state = 'settled') AS paid_jobs, \
+         (SELECT COUNT(*) FROM jobs WHERE status = 'completed') AS completed_jobs, \
+         (SELECT COUNT(*) FROM jobs WHERE status = 'failed') AS failed_jobs, \
+         (SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'processing', 'running')) AS active_jobs, \
+         (SELECT COALESCE(SUM(cpus * compute_duration_s), 0.0) FROM jobs \
+            WHERE status IN ('completed', 'failed') AND compute_duration_s IS NOT NULL) AS cpu_seconds, \
+         (SELECT AVG(compute_duration_s) FROM jobs \
+            WHERE status IN ('completed', 'failed') AND compute_duration_s IS NOT NULL) AS avg_duration_s, \
+         (SELECT COALESCE(SUM(CAST(gas_cost_wei AS REAL)), 0.0) FROM settlement_gas) AS gas_wei, \
+         (SELECT COUNT(*) FROM settlement_gas) AS gas_txs, \
+         (SELECT COUNT(*) FROM settlement_gas WHERE source = 'estimate') AS gas_estimated_txs, \
+         (SELECT COUNT(*) FROM jobs WHERE submitted_at >= ?1) AS jobs_last_hour",
+        &[n(since_ms as f64)],
+    )?
+    .first(None)
+    .await?;
+    Ok(row.unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecentJobRow {
+    pub status: String,
+    pub image: String,
+    pub cpus: u32,
+    pub time_limit_min: u32,
+    pub price_atomic: u64,
+    pub file_count: u32,
+    pub submitted_at: u64,
+    pub completed_at: Option<u64>,
+    pub compute_duration_s: Option<f64>,
+}
+
+/// The newest jobs, without their ids (an id is the capability to read a job and is never listed).
+pub async fn recent_jobs(db: &D1Database, limit: u32) -> Result<Vec<RecentJobRow>> {
+    stmt(
+        db,
+        "SELECT status, image, cpus, time_limit_min, price_atomic, file_count, submitted_at, completed_at, \
+         compute_duration_s FROM jobs ORDER BY submitted_at DESC LIMIT ?1",
+        &[n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+/// A settlement's gas, from its receipt or the configured estimate.
+pub struct NewGas<'a> {
+    pub tx_hash: &'a str,
+    pub job_id: &'a str,
+    pub gas_used: Option<u64>,
+    pub effective_gas_price_wei: Option<u128>,
+    pub gas_cost_wei: u128,
+    /// `receipt` or `estimate`.
+    pub source: &'a str,
+    pub now_ms: u64,
+}
+
+pub async fn record_gas(db: &D1Database, g: &NewGas<'_>) -> Result<()> {
+    stmt(
+        db,
+        "INSERT INTO settlement_gas (tx_hash, job_id, gas_used, effective_gas_price_wei, gas_cost_wei, source, \
+         recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tx_hash) DO NOTHING",
+        &[
+            s(g.tx_hash),
+            s(g.job_id),
+            g.gas_used.map(|v| n(v as f64)).unwrap_or(JsValue::NULL),
+            opt(g.effective_gas_price_wei.map(|v| v.to_string()).as_deref()),
+            s(&g.gas_cost_wei.to_string()),
+            s(g.source),
+            n(g.now_ms as f64),
+        ],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EstimatedGasRow {
+    pub tx_hash: String,
+}
+
+/// Settlements recorded since `since_ms` whose gas is still the estimate, oldest first.
+pub async fn estimated_gas(db: &D1Database, since_ms: u64, limit: u32) -> Result<Vec<EstimatedGasRow>> {
+    stmt(
+        db,
+        "SELECT tx_hash FROM settlement_gas WHERE source = 'estimate' AND recorded_at >= ?1 \
+         ORDER BY recorded_at LIMIT ?2",
+        &[n(since_ms as f64), n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UnrecordedGasRow {
+    pub tx_hash: String,
+    pub job_id: String,
+}
+
+/// Settled payments whose settlement has no gas row (settled before the ledger existed, or its write failed).
+pub async fn settlements_without_gas(db: &D1Database, limit: u32) -> Result<Vec<UnrecordedGasRow>> {
+    stmt(
+        db,
+        "SELECT p.tx_hash AS tx_hash, p.job_id AS job_id FROM payments p \
+         LEFT JOIN settlement_gas g ON g.tx_hash = p.tx_hash \
+         WHERE p.state = 'settled' AND p.tx_hash IS NOT NULL AND p.job_id IS NOT NULL AND g.tx_hash IS NULL \
+         ORDER BY p.settled_at LIMIT ?1",
+        &[n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+/// Replaces an estimate with the receipt's figures.
+pub async fn gas_from_receipt(db: &D1Database, tx_hash: &str, gas_used: u64, price_wei: u128, cost_wei: u128) -> Result<()> {
+    stmt(
+        db,
+        "UPDATE settlement_gas SET gas_used = ?2, effective_gas_price_wei = ?3, gas_cost_wei = ?4, source = 'receipt' \
+         WHERE tx_hash = ?1 AND source = 'estimate'",
+        &[s(tx_hash), n(gas_used as f64), s(&price_wei.to_string()), s(&cost_wei.to_string())],
+    )?
+    .run()
+    .await?;
+    Ok(())
+}
+
+fn builder_code_stmts(db: &D1Database, job_id: &str, codes: &[String], now_ms: u64) -> Result<Vec<D1PreparedStatement>> {
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            stmt(
+                db,
+                "INSERT INTO job_builder_codes (job_id, code, position, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job_id, code) DO NOTHING",
+                &[s(job_id), s(code), n(i as f64), n(now_ms as f64)],
+            )
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AttributionTotals {
+    pub total_attributed_txs: u64,
+    pub multi_code_txs: u64,
+    pub total_gas_attributed: u64,
+    pub distinct_codes: u64,
+}
+
+pub async fn attribution_totals(db: &D1Database) -> Result<AttributionTotals> {
+    let row: Option<AttributionTotals> = stmt(
+        db,
+        "SELECT COUNT(*) AS total_attributed_txs, \
+         COALESCE(SUM(CASE WHEN t.n > 1 THEN 1 ELSE 0 END), 0) AS multi_code_txs, \
+         COALESCE(SUM(g.gas_used), 0) AS total_gas_attributed, \
+         (SELECT COUNT(DISTINCT code) FROM job_builder_codes) AS distinct_codes \
+         FROM (SELECT job_id, COUNT(*) AS n FROM job_builder_codes GROUP BY job_id) t \
+         LEFT JOIN settlement_gas g ON g.job_id = t.job_id",
+        &[],
+    )?
+    .first(None)
+    .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// One code of one attributed job; rows of a job are adjacent and in header order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttributedCodeRow {
+    pub job_id: String,
+    pub code: String,
+    pub created_at: u64,
+    pub tx_hash: Option<String>,
+    pub amount_atomic: u64,
+    pub gas_used: Option<u64>,
+}
+
+/// The codes of the `limit` most recently attributed jobs, newest job first.
+pub async fn recent_attributions(db: &D1Database, limit: u32) -> Result<Vec<AttributedCodeRow>> {
+    stmt(
+        db,
+        "SELECT c.job_id AS job_id, c.code AS code, c.created_at AS created_at, p.tx_hash AS tx_hash, \
+         p.amount_atomic AS amount_atomic, g.gas_used AS gas_used \
+         FROM job_builder_codes c \
+         JOIN (SELECT job_id, MAX(created_at) AS at FROM job_builder_codes GROUP BY job_id \
+               ORDER BY at DESC, job_id LIMIT ?1) r ON r.job_id = c.job_id \
+         JOIN payments p ON p.job_id = c.job_id AND p.state = 'settled' \
+         LEFT JOIN settlement_gas g ON g.tx_hash = p.tx_hash \
+         ORDER BY r.at DESC, c.job_id, c.position",
+        &[n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CodeStatsRow {
+    pub code: String,
+    pub jobs: u64,
+    pub revenue_atomic: u64,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// Jobs and revenue per builder code (a job with two codes counts for both), most recently used first;
+/// only `code` when one is given.
+pub async fn code_stats(db: &D1Database, code: Option<&str>, limit: u32) -> Result<Vec<CodeStatsRow>> {
+    stmt(
+        db,
+        "SELECT c.code AS code, COUNT(*) AS jobs, COALESCE(SUM(p.amount_atomic), 0) AS revenue_atomic, \
+         MIN(c.created_at) AS first_seen, MAX(c.created_at) AS last_seen \
+         FROM job_builder_codes c JOIN payments p ON p.job_id = c.job_id AND p.state = 'settled' \
+         WHERE ?1 IS NULL OR c.code = ?1 \
+         GROUP BY c.code ORDER BY last_seen DESC, c.code LIMIT ?2",
+        &[opt(code), n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WalletSnapshotRow {
+    pub eth_balance_wei: String,
+    pub usdc_balance_atomic: String,
+    pub eth_price_usd: f64,
+    pub recorded_at: u64,
+}
+
+/// Records a snapshot and keeps the newest `keep` of them.
+pub async fn record_wallet_snapshot(
+    db: &D1Database,
+    address: &str,
+    eth_wei: u128,
+    usdc_atomic: u128,
+    eth_price_usd: f64,
+    now_ms: u64,
+    keep: u32,
+) -> Result<()> {
+    db.batch(vec![
+        stmt(
+            db,
+            "INSERT INTO wallet_snapshots (address, eth_balance_wei, usdc_balance_atomic, eth_price_usd, recorded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[s(address), s(&eth_wei.to_string()), s(&usdc_atomic.to_string()), n(eth_price_usd), n(now_ms as f64)],
+        )?,
+        stmt(
+            db,
+            "DELETE FROM wallet_snapshots WHERE id NOT IN (SELECT id FROM wallet_snapshots ORDER BY id DESC LIMIT ?1)",
+            &[n(f64::from(keep))],
+        )?,
+    ])
+    .await?;
+    Ok(())
+}
+
+/// The newest snapshots of `address`, newest first.
+pub async fn wallet_snapshots(db: &D1Database, address: &str, limit: u32) -> Result<Vec<WalletSnapshotRow>> {
+    stmt(
+        db,
+        "SELECT eth_balance_wei, usdc_balance_atomic, eth_price_usd, recorded_at FROM wallet_snapshots \
+         WHERE address = ?1 ORDER BY id DESC LIMIT ?2",
+        &[s(address), n(f64::from(limit))],
+    )?
+    .all()
+    .await?
+    .results()
+}
+
+/// `SELECT 1`: the database answers.
+pub async fn ping(db: &D1Database) -> Result<()> {
+    #[derive(Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        ok: u64,
+    }
+    let _: Option<One> = stmt(db, "SELECT 1 AS ok", &[])?.first(None).await?;
+    Ok(())
 }

@@ -4,8 +4,8 @@ use serde::Serialize;
 use serde_json::json;
 use worker::{Headers, Response, Result};
 
-/// Headers a browser client must be able to send and read for x402.
-const CORS_ALLOW_HEADERS: &str = "content-type, payment-signature, x-payment";
+/// Headers a browser client must be able to send (x402, builder codes) and read (x402).
+const CORS_ALLOW_HEADERS: &str = "content-type, payment-signature, x-payment, x-builder-code";
 const CORS_EXPOSE_HEADERS: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, Retry-After";
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {

@@ -1,5 +1,5 @@
-//! Outbound HTTP from the Worker with a deadline: every call to a facilitator or an executor goes through
-//! here, so none can hang a request or a queue batch.
+//! Outbound HTTP from the Worker with a deadline: every call to a facilitator, an executor or the chain's JSON-RPC
+//! node goes through here, so none can hang a request, a queue batch or a scheduled run.
 
 use std::time::Duration;
 
@@ -22,14 +22,31 @@ pub async fn post_json(
     headers: &[(&str, &str)],
     timeout_ms: u64,
 ) -> Result<(u16, String), OutboundError> {
+    send(Method::Post, url, Some(body), headers, timeout_ms).await
+}
+
+/// GETs `url`; answers the status and the body text.
+pub async fn get(url: &str, timeout_ms: u64) -> Result<(u16, String), OutboundError> {
+    send(Method::Get, url, None, &[], timeout_ms).await
+}
+
+async fn send(
+    method: Method,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+    timeout_ms: u64,
+) -> Result<(u16, String), OutboundError> {
     let unreachable = |e: worker::Error| OutboundError::Unreachable { url: url.to_string(), why: e.to_string() };
     let h = Headers::new();
-    h.set("content-type", "application/json").map_err(unreachable)?;
+    if body.is_some() {
+        h.set("content-type", "application/json").map_err(unreachable)?;
+    }
     for (name, value) in headers {
         h.set(name, value).map_err(unreachable)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(h).with_body(Some(JsValue::from_str(body)));
+    init.with_method(method).with_headers(h).with_body(body.map(JsValue::from_str));
     let request = Request::new_with_init(url, &init).map_err(unreachable)?;
     let controller = AbortController::default();
     let signal = controller.signal();

@@ -100,6 +100,8 @@ pub struct Submission<'a> {
     pub bucket: &'a Bucket,
     pub spec: &'a JobSpec,
     pub current: &'a Quote,
+    /// Validated `X-BUILDER-CODE` codes, recorded with the job if this payment buys one.
+    pub builder_codes: &'a [String],
     pub now_ms: u64,
 }
 
@@ -199,9 +201,12 @@ impl Submission<'_> {
             spec_digest: &digest,
             price_atomic: verified.amount,
             workspace_key: workspace_key.as_deref(),
+            builder_codes: self.builder_codes,
             now_ms: self.now_ms,
         };
         db::record_paid_job(self.db, &job, &nonce, &settlement.transaction).await?;
+        // The ledger's cost of this settlement (its receipt's gas); never fails the paid answer.
+        crate::ledger::record_settlement_gas(self.db, &config.ops, &job_id, &settlement.transaction, self.now_ms).await;
         Ok(Ok(Paid::New { job_id, amount: verified.amount, settlement }))
     }
 }

@@ -118,3 +118,59 @@ pub async fn finished(client: &Client, job_id: &str, limit: Duration) -> Value {
 pub fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or_else(|| panic!("{field} is not a string in {v}"))
 }
+
+/// One JSON-RPC call to anvil; its `result` (panics on an RPC error).
+pub async fn rpc(method: &str, params: Value) -> Value {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let answer: Value = reqwest::Client::new()
+        .post(rpc_url())
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("anvil answers")
+        .json()
+        .await
+        .expect("a JSON-RPC answer");
+    assert!(answer.get("error").is_none_or(Value::is_null), "{method} failed: {answer}");
+    answer["result"].clone()
+}
+
+/// The ETH balance of `who` in wei, read from the chain.
+pub async fn eth_balance(who: Address) -> U256 {
+    let result = rpc("eth_getBalance", json!([format!("{who:#x}"), "latest"])).await;
+    let hex = result.as_str().expect("a quantity").trim_start_matches("0x");
+    U256::from_str_radix(hex, 16).expect("a quantity")
+}
+
+/// The whole x402 round trip of [`Client::pay_and_submit`], with extra request `headers` (e.g.
+/// `X-BUILDER-CODE`) on both the unpaid and the paid request. Answers the paid request's answer.
+pub async fn pay_and_submit_with_headers(
+    key: &SigningKey,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> ouro_client::SubmitAnswer {
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().expect("a client");
+    let url = format!("{}/api/compute/submit", edge_url());
+    let send = |payment: Option<String>| {
+        let mut request = http.post(&url).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(p) = payment {
+            request = request.header("payment-signature", p);
+        }
+        async move {
+            let resp = request.send().await.expect("the edge answers");
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let bytes = resp.bytes().await.expect("a body");
+            ouro_client::SubmitAnswer::new(status, headers, &bytes).expect("a well-formed answer")
+        }
+    };
+    let unpaid = send(None).await;
+    assert_eq!(unpaid.status, 402, "{}", unpaid.body);
+    let required = unpaid.payment_required.expect("PAYMENT-REQUIRED on a 402");
+    let payment = ouro_client::sign_payment(key, &required, |_| {}).expect("signed");
+    send(Some(ouro_core::x402::header::encode(&payment))).await
+}

@@ -1,5 +1,6 @@
 //! `POST /api/compute/submit`: validate → price → 402, or take the payment (see `payment`) → queue the job.
 
+use ouro_core::builder_codes;
 use ouro_core::pricing::{format_usd, Quote};
 use ouro_core::submit::{validate, JobSpec};
 use ouro_core::x402::{header, PaymentRequired, PaymentRequirements, Resource, SettlementResponse, X402_VERSION};
@@ -25,6 +26,14 @@ pub async fn handle(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
         Ok(spec) => spec,
         Err(e) => return http::field_error(&e.field, &e.message),
     };
+    // Builder codes are checked with the body, before any price: a bad header is a 422 naming it.
+    let builder_codes = match req.headers().get(builder_codes::HEADER)? {
+        None => Vec::new(),
+        Some(value) => match builder_codes::parse_header(&value) {
+            Ok(codes) => codes,
+            Err(e) => return http::field_error(builder_codes::HEADER, &e.to_string()),
+        },
+    };
     let db = ctx.env.d1("DB")?;
     let now_ms = now_ms();
     let current = current_quote(&db, &config, spec.price_request(), now_ms).await?;
@@ -40,7 +49,15 @@ pub async fn handle(mut req: Request, ctx: RouteContext<()>) -> Result<Response>
     };
 
     let bucket = ctx.env.bucket(crate::workspaces::BINDING)?;
-    let submission = Submission { config: &config, db: &db, bucket: &bucket, spec: &spec, current: &current, now_ms };
+    let submission = Submission {
+        config: &config,
+        db: &db,
+        bucket: &bucket,
+        spec: &spec,
+        current: &current,
+        builder_codes: &builder_codes,
+        now_ms,
+    };
     match submission.pay(&payment).await? {
         Ok(Paid::New { job_id, amount, settlement }) => {
             enqueue(&ctx, &job_id).await;
