@@ -463,3 +463,33 @@ async fn every_path_of_the_openapi_document_is_served_as_documented() {
         }
     }
 }
+
+/// The other direction of the OpenAPI check: every public route the edge's router declares (read from its
+/// source, so a new route cannot be forgotten) is described by the served document, with that method.
+#[tokio::test]
+async fn every_public_route_of_the_router_is_documented() {
+    let source = include_str!("../../edge/src/lib.rs");
+    let router = source.split("fn router()").nth(1).expect("edge/src/lib.rs has fn router()");
+    let router = router.split("\n}\n").next().unwrap_or(router);
+    let mut routes = Vec::new();
+    for line in router.lines().map(str::trim) {
+        for (call, method) in [(".get(", "get"), (".get_async(", "get"), (".post_async(", "post"), (".delete_async(", "delete")] {
+            if let Some(rest) = line.strip_prefix(call) {
+                let path = rest.split('"').nth(1).expect("a quoted route pattern");
+                routes.push((method, path.to_string()));
+            }
+        }
+    }
+    assert!(routes.len() >= 10, "parsed the router: {routes:?}");
+    let doc = get_ok("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (method, pattern) in routes.iter().filter(|(_, p)| !p.starts_with("/internal/")) {
+        // matchit's `:name` is OpenAPI's `{name}`; the parameter's name may differ, its place may not.
+        let shape = |p: &str| {
+            p.split('/').map(|s| if s.starts_with(':') || s.starts_with('{') { "{}" } else { s }).collect::<Vec<_>>().join("/")
+        };
+        let documented = paths.iter().find(|(p, _)| shape(p) == shape(pattern));
+        let Some((_, item)) = documented else { panic!("{method} {pattern} is routed but not in /openapi.json") };
+        assert!(item.get(*method).is_some(), "{method} {pattern} is documented without that method");
+    }
+}
