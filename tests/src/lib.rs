@@ -72,21 +72,8 @@ pub fn wallet(account: Account) -> Wallet {
 }
 
 async fn eth_call(data: String) -> String {
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "eth_call",
-        "params": [{ "to": TOKEN, "data": data }, "latest"],
-    });
-    let answer: Value = reqwest::Client::new()
-        .post(rpc_url())
-        .json(&body)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("anvil answers")
-        .json()
-        .await
-        .expect("a JSON-RPC answer");
-    answer["result"].as_str().unwrap_or_else(|| panic!("eth_call failed: {answer}")).to_string()
+    let result = rpc("eth_call", json!([{ "to": TOKEN, "data": data }, "latest"])).await;
+    result.as_str().unwrap_or_else(|| panic!("eth_call answered {result}")).to_string()
 }
 
 fn selector(signature: &str) -> String {
