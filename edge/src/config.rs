@@ -32,6 +32,9 @@ pub struct Operations {
     pub rpc_timeout_ms: u64,
     /// The wallet whose balances are shown and checked (`SERVICE_WALLET`, else `PAY_TO`), lowercase `0x` hex.
     pub service_wallet: String,
+    /// The wallet that pays settlement gas (`GAS_WALLET`, else the service wallet): the one readiness checks for
+    /// ETH. With our own facilitator it is the facilitator's signer, not `PAY_TO`.
+    pub gas_wallet: String,
     /// Converts settlement gas (wei) into dollars (`ETH_PRICE_USD`).
     pub eth_price_usd: f64,
     /// What one CPU-second of a job costs us (`COMPUTE_COST_PER_CPU_SECOND_USD`).
@@ -157,7 +160,13 @@ impl Operations {
                 .ok_or_else(|| ConfigError::Invalid { name: "SERVICE_WALLET", why: format!("{raw:?} is not an address") })?,
             Err(_) => chain.pay_to,
         };
+        let gas_wallet = match var(env, "GAS_WALLET") {
+            Ok(raw) => ouro_core::x402::parse_address(raw.trim())
+                .ok_or_else(|| ConfigError::Invalid { name: "GAS_WALLET", why: format!("{raw:?} is not an address") })?,
+            Err(_) => service_wallet,
+        };
         Ok(Operations {
+            gas_wallet: format!("{gas_wallet:#x}"),
             // Optional: without it the wallet reads as degraded and settlement gas is the estimate.
             rpc_url: var_or(env, "RPC_URL", "").trim().to_string(),
             rpc_timeout_ms: parsed("RPC_TIMEOUT_MS", &var_or(env, "RPC_TIMEOUT_MS", "3000"))?,

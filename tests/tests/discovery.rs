@@ -344,6 +344,7 @@ async fn capabilities_agent_card_and_x402_manifest_come_from_the_configuration()
         let accepts = &resource["accepts"][0];
         assert_eq!((accepts["scheme"].as_str(), accepts["network"].as_str()), (Some("exact"), Some(NETWORK)));
         assert_eq!(accepts["payTo"].as_str().unwrap().to_lowercase(), PAY_TO.to_lowercase());
+        assert_eq!(accepts["amount"], low["amount"], "a complete PaymentRequirements, priced for the cheapest job");
         let input = &resource["inputSchema"];
         assert_eq!(input["properties"]["cpus"]["maximum"], cores, "{input}");
         assert!(input["properties"]["script"].is_object() && input["properties"]["files"]["items"]["properties"]["path"].is_object());

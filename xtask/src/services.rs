@@ -93,43 +93,7 @@ pub fn ensure_anvil() -> Result<bool> {
     if !summary.contains("\"alreadySetUp\":true") {
         say("chain set up: test USDC at 0x036CbD53842c5426634e7929541eC2318f3dCF7e, accounts 1-9 funded");
     }
-    fund_service_wallet()?;
     Ok(started)
-}
-
-/// ETH the service wallet gets on anvil when it has less than [`SERVICE_WALLET_MIN_WEI`]: readiness checks that
-/// it can pay for gas. 10 ETH, and at least 1 ETH kept.
-const SERVICE_WALLET_ETH_HEX: &str = "0x8ac7230489e80000";
-const SERVICE_WALLET_MIN_WEI: u128 = 1_000_000_000_000_000_000;
-
-/// Idempotent: tops up the service wallet (`SERVICE_WALLET`, else `PAY_TO`, from wrangler.toml) with
-/// `anvil_setBalance` only when it is under the minimum.
-fn fund_service_wallet() -> Result<()> {
-    let path = paths::root().join("wrangler.toml");
-    let text = fs::read_to_string(&path).map_err(|e| crate::Error(format!("reading {}: {e}", path.display())))?;
-    // A flat scan of `NAME = "value"` lines is enough for this file and keeps xtask free of dependencies.
-    let var = |name: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(k, _)| k.trim() == name)
-            .map(|(_, v)| v.trim().trim_matches('"').to_string())
-    };
-    let Some(wallet) = var("SERVICE_WALLET").or_else(|| var("PAY_TO")) else {
-        return fail("wrangler.toml names no PAY_TO");
-    };
-    let balance = probe::rpc(ANVIL_PORT, "eth_getBalance", &format!(r#"["{wallet}","latest"]"#))
-        .and_then(|answer| answer.split("\"result\":\"0x").nth(1).map(|r| r.split('"').next().unwrap_or("").to_string()))
-        .and_then(|hex| u128::from_str_radix(&hex, 16).ok());
-    if balance.is_some_and(|wei| wei >= SERVICE_WALLET_MIN_WEI) {
-        return Ok(());
-    }
-    match probe::rpc(ANVIL_PORT, "anvil_setBalance", &format!(r#"["{wallet}","{SERVICE_WALLET_ETH_HEX}"]"#)) {
-        Some(answer) if !answer.contains("\"error\"") => {
-            say(&format!("service wallet {wallet} given 10 ETH for gas"));
-            Ok(())
-        }
-        answer => fail(format!("anvil_setBalance for the service wallet {wallet} failed: {answer:?}")),
-    }
 }
 
 pub fn ensure_facilitator() -> Result<bool> {

@@ -61,6 +61,9 @@ pub async fn list(req: Request, ctx: RouteContext<()>) -> Result<Response> {
     http::json(
         200,
         &json!({
+            // These records come from the X-BUILDER-CODE header of paid submissions, kept with each job in D1;
+            // the settlement transactions themselves carry no ERC-8021 suffix (see /api/attribution/decode).
+            "source": "x-builder-code",
             "total_attributed_txs": totals.total_attributed_txs,
             "multi_code_txs": totals.multi_code_txs,
             "total_gas_attributed": totals.total_gas_attributed,

@@ -227,11 +227,9 @@ pub async fn x402_manifest(req: Request, ctx: RouteContext<()>) -> Result<Respon
     let (low, high) = (market::quote_in(&config, least, &figures), market::quote_in(&config, most, &figures));
     let doc = document(&config, &origin);
     let schemas = &doc["components"]["schemas"];
-    let mut requirements = serde_json::to_value(config.chain.requirements(low.amount, None))?;
-    // The amount depends on the job: the range is below, the exact amount comes with the 402.
-    if let Some(r) = requirements.as_object_mut() {
-        r.remove("amount");
-    }
+    // A complete PaymentRequirements for the cheapest job; the amount depends on the job (the range is below),
+    // and the exact, payable requirements always come with the 402.
+    let requirements = serde_json::to_value(config.chain.requirements(low.amount, None))?;
     let params = |r: &PriceRequest| json!({ "cpus": r.cpus, "time_limit_min": r.time_limit_min, "submission_mode": r.mode });
     http::json(
         200,

@@ -4,7 +4,8 @@
 //! - `d1`: `SELECT 1`; `r2`: a head of one key (absent is fine: the bucket answered);
 //! - `executor`: at least one of `EXECUTOR_URLS` answers `GET /v1/health` with status ok;
 //! - `facilitator`: its `/supported` lists x402 v2 `exact` on our network;
-//! - `wallet_eth`: the service wallet holds at least `WALLET_MIN_ETH_WEI` for gas ("low" degrades);
+//! - `wallet_eth`: the gas wallet (`GAS_WALLET`, else the service wallet) holds at least `WALLET_MIN_ETH_WEI`
+//!   ("low" degrades);
 //! - `wallet_usdc`: its USDC, reported ("low" under `WALLET_LOW_USDC`) but never degrading readiness.
 //!
 //! Any degrading check not "ok" → 503 `{"status": "degraded", ...}`; otherwise 200 `{"status": "ready", ...}`.
@@ -164,22 +165,23 @@ async fn check_facilitator(config: &Config) -> Check {
 async fn check_wallet(config: &Config) -> (Check, Check) {
     let ops = &config.ops;
     let rpc = Rpc { url: &ops.rpc_url, timeout_ms: ops.health_timeout_ms };
-    let wallet = &ops.service_wallet;
+    let (wallet, gas_wallet) = (&ops.service_wallet, &ops.gas_wallet);
     let asset = format!("{:#x}", config.chain.asset);
-    let (eth, usdc) = join(rpc.eth_balance(wallet), rpc.erc20_balance(&asset, wallet)).await;
+    let (eth, usdc) = join(rpc.eth_balance(gas_wallet), rpc.erc20_balance(&asset, wallet)).await;
+    let wallet_for_eth = gas_wallet;
     let eth = match eth {
         Ok(wei) if wei >= ops.wallet_min_eth_wei => {
-            Check::ok(format!("{wallet} holds {} ETH (minimum {})", decimal(wei, 18), decimal(ops.wallet_min_eth_wei, 18)))
+            Check::ok(format!("{wallet_for_eth} holds {} ETH (minimum {})", decimal(wei, 18), decimal(ops.wallet_min_eth_wei, 18)))
         }
         Ok(wei) => Check::bad(
             "low",
             format!(
-                "{wallet} holds {} ETH, under the {} ETH needed for gas",
+                "{wallet_for_eth} holds {} ETH, under the {} ETH needed for gas",
                 decimal(wei, 18),
                 decimal(ops.wallet_min_eth_wei, 18)
             ),
         ),
-        Err(e) => Check::bad("unreachable", format!("reading {wallet}'s ETH balance: {e}")),
+        Err(e) => Check::bad("unreachable", format!("reading {wallet_for_eth}'s ETH balance: {e}")),
     };
     let usdc = match usdc {
         Ok(atomic) if atomic >= u128::from(ops.wallet_low_usdc_atomic) => {
