@@ -23,6 +23,11 @@ fn stmt(db: &D1Database, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatem
     db.prepare(sql).bind(args)
 }
 
+/// Runs a write and answers how many rows it changed (the guards in WHERE clauses report through this).
+async fn changed_rows(statement: D1PreparedStatement) -> Result<usize> {
+    Ok(statement.run().await?.meta()?.and_then(|m| m.changes).unwrap_or(0))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobRow {
     pub id: String,
@@ -53,6 +58,10 @@ pub struct JobRow {
     pub files_json: String,
     pub workspace_key: Option<String>,
 }
+
+/// The columns of a [`PaymentRow`].
+const PAYMENT_COLUMNS: &str =
+    "SELECT payer, nonce, state, amount_atomic, network, spec_digest, job_id, tx_hash FROM payments";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentRow {
@@ -104,8 +113,7 @@ pub struct NewPayment<'a> {
 pub async fn find_payment(db: &D1Database, payer: &str, nonce: &str) -> Result<Option<PaymentRow>> {
     stmt(
         db,
-        "SELECT payer, nonce, state, amount_atomic, network, spec_digest, job_id, tx_hash \
-         FROM payments WHERE payer = ?1 AND nonce = ?2",
+        &format!("{PAYMENT_COLUMNS} WHERE payer = ?1 AND nonce = ?2"),
         &[s(payer), s(nonce)],
     )?
     .first(None)
@@ -115,8 +123,7 @@ pub async fn find_payment(db: &D1Database, payer: &str, nonce: &str) -> Result<O
 pub async fn payment_for_job(db: &D1Database, job_id: &str) -> Result<Option<PaymentRow>> {
     stmt(
         db,
-        "SELECT payer, nonce, state, amount_atomic, network, spec_digest, job_id, tx_hash \
-         FROM payments WHERE job_id = ?1",
+        &format!("{PAYMENT_COLUMNS} WHERE job_id = ?1"),
         &[s(job_id)],
     )?
     .first(None)
@@ -126,7 +133,7 @@ pub async fn payment_for_job(db: &D1Database, job_id: &str) -> Result<Option<Pay
 /// Inserts the `(payer, nonce)` guard. `Ok(false)` when a row for it already exists (a replay or a
 /// concurrent twin): the primary key is the lock, so two requests can never both go on to settle.
 pub async fn reserve_payment(db: &D1Database, p: &NewPayment<'_>) -> Result<bool> {
-    let result = stmt(
+    let changed = changed_rows(stmt(
         db,
         "INSERT INTO payments (payer, nonce, state, amount_atomic, network, asset, pay_to, valid_before, \
          spec_digest, created_at) VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
@@ -142,10 +149,8 @@ pub async fn reserve_payment(db: &D1Database, p: &NewPayment<'_>) -> Result<bool
             s(p.spec_digest),
             n(p.now_ms as f64),
         ],
-    )?
-    .run()
+    )?)
     .await?;
-    let changed = result.meta()?.and_then(|m| m.changes).unwrap_or(0);
     Ok(changed == 1)
 }
 
@@ -248,7 +253,7 @@ pub async fn advance_status(
         "UPDATE jobs SET {started} status = ?2, executor_url = COALESCE(?4, executor_url) \
          WHERE id = ?1 AND status IN ({placeholders})"
     );
-    let changed = stmt(db, &sql, &args)?.run().await?.meta()?.and_then(|m| m.changes).unwrap_or(0);
+    let changed = changed_rows(stmt(db, &sql, &args)?).await?;
     if changed == 1 {
         event_stmt(db, id, "status", message, now_ms)?.run().await?;
     }
@@ -258,7 +263,7 @@ pub async fn advance_status(
 /// Writes a job's end. `Ok(false)` when the job was already terminal (a repeated result).
 pub async fn record_outcome(db: &D1Database, id: &str, outcome: &JobOutcome, now_ms: u64) -> Result<bool> {
     let failure = outcome.failure.as_ref();
-    let changed = stmt(
+    let changed = changed_rows(stmt(
         db,
         "UPDATE jobs SET status = ?2, completed_at = ?3, output = ?4, error_output = ?5, output_truncated = ?6, \
          error_output_truncated = ?7, exit_code = ?8, compute_duration_s = ?9, failure_reason = ?10, \
@@ -279,12 +284,8 @@ pub async fn record_outcome(db: &D1Database, id: &str, outcome: &JobOutcome, now
             opt(failure.map(|f| f.message.as_str())),
             opt(failure.map(|f| f.fault().as_str())),
         ],
-    )?
-    .run()
-    .await?
-    .meta()?
-    .and_then(|m| m.changes)
-    .unwrap_or(0);
+    )?)
+    .await?;
     if changed == 1 {
         let message = match failure {
             None => format!("completed (exit code {})", outcome.exit_code.unwrap_or(0)),
@@ -303,18 +304,14 @@ pub async fn fail_undispatched(
     message: &str,
     now_ms: u64,
 ) -> Result<bool> {
-    let changed = stmt(
+    let changed = changed_rows(stmt(
         db,
         "UPDATE jobs SET status = 'failed', completed_at = ?2, failure_reason = ?4, \
          failure_stage = 'dispatch', failure_message = ?3, fault = ?5 \
          WHERE id = ?1 AND status NOT IN ('completed', 'failed')",
         &[s(id), n(now_ms as f64), s(message), s(reason.as_str()), s(reason.fault().as_str())],
-    )?
-    .run()
-    .await?
-    .meta()?
-    .and_then(|m| m.changes)
-    .unwrap_or(0);
+    )?)
+    .await?;
     if changed == 1 {
         event_stmt(db, id, "status", &format!("failed: {} ({message})", reason.as_str()), now_ms)?.run().await?;
     }
@@ -323,18 +320,14 @@ pub async fn fail_undispatched(
 
 /// Records a progress event (e.g. an image build step) on a job that has not ended yet.
 pub async fn add_progress_event(db: &D1Database, id: &str, message: &str, now_ms: u64) -> Result<bool> {
-    let changed = stmt(
+    let changed = changed_rows(stmt(
         db,
         "INSERT INTO job_events (job_id, type, message, created_at) \
          SELECT ?1, 'progress', ?2, ?3 WHERE EXISTS \
          (SELECT 1 FROM jobs WHERE id = ?1 AND status NOT IN ('completed', 'failed'))",
         &[s(id), s(message), n(now_ms as f64)],
-    )?
-    .run()
-    .await?
-    .meta()?
-    .and_then(|m| m.changes)
-    .unwrap_or(0);
+    )?)
+    .await?;
     Ok(changed == 1)
 }
 
