@@ -13,5 +13,6 @@ pub mod job;
 pub mod pricing;
 pub mod submit;
 pub mod time;
+pub mod wallet_auth;
 pub mod workspace;
 pub mod x402;

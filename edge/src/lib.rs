@@ -7,6 +7,7 @@ mod dispatch;
 mod facilitator;
 mod http;
 mod ledger;
+mod limits;
 mod market;
 mod outbound;
 mod payment;
@@ -75,6 +76,13 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     if let Err(e) = reconciled {
         worker::console_error!("scheduled ({}): gas reconciliation failed: {e}", event.cron());
+    }
+    let forgotten = match env.d1("DB") {
+        Ok(db) => limits::forget_old_windows(&db, now).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = forgotten {
+        worker::console_error!("scheduled ({}): rate-limit housekeeping failed: {e}", event.cron());
     }
 }
 

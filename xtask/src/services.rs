@@ -197,6 +197,12 @@ fn persist_dir() -> String {
 }
 
 pub fn ensure_edge() -> Result<bool> {
+    let persist = persist_dir();
+    // Always: a migration added while the edge runs applies to the same local D1 file it serves from.
+    procs::run(
+        "applying D1 migrations",
+        wrangler(&["d1", "migrations", "apply", "DB", "--local", "--persist-to", &persist]).env("CI", "true"),
+    )?;
     if procs::running("edge").is_some() && probe::get_ok(EDGE_PORT, "/health") {
         return Ok(false);
     }
@@ -205,11 +211,6 @@ pub fn ensure_edge() -> Result<bool> {
         return fail(format!("port {EDGE_PORT} is taken by a process this tool did not start"));
     }
     install::worker_toolchain()?;
-    let persist = persist_dir();
-    procs::run(
-        "applying D1 migrations",
-        wrangler(&["d1", "migrations", "apply", "DB", "--local", "--persist-to", &persist]).env("CI", "true"),
-    )?;
     say("starting the edge under wrangler dev (the first build of the Worker takes a few minutes)");
     let (port, inspector) = (EDGE_PORT.to_string(), EDGE_INSPECTOR_PORT.to_string());
     // Jobs may not ask for more CPUs than this machine's executor can give.
