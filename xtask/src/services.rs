@@ -83,7 +83,7 @@ pub fn ensure_anvil() -> Result<bool> {
         wait_ready("anvil", Duration::from_secs(30), anvil_ready)?;
         true
     };
-    // Idempotent: installs the token and Multicall3 and tops up accounts 1-9 only where needed.
+    // Idempotent: installs the token and Multicall3 and tops up accounts 1-29 only where needed.
     let summary = procs::output(
         "chain setup",
         Command::new(paths::node())
@@ -91,7 +91,7 @@ pub fn ensure_anvil() -> Result<bool> {
             .args(["--rpc", &format!("http://127.0.0.1:{ANVIL_PORT}")]),
     )?;
     if !summary.contains("\"alreadySetUp\":true") {
-        say("chain set up: test USDC at 0x036CbD53842c5426634e7929541eC2318f3dCF7e, accounts 1-9 funded");
+        say("chain set up: test USDC at 0x036CbD53842c5426634e7929541eC2318f3dCF7e, accounts 1-29 funded");
     }
     Ok(started)
 }

@@ -53,9 +53,10 @@ fn print_summary() -> Result<()> {
     eprintln!("  anvil (chain 84532, test USDC)     http://127.0.0.1:{ANVIL_PORT}");
     eprintln!("  Docker engine                      unix://{}", services::DOCKER_SOCKET);
     eprintln!("Funded test accounts (anvil's public dev keys, 1,000 test USDC each):");
-    for (i, (address, key)) in accounts()?.iter().enumerate().skip(1) {
+    for (i, (address, key)) in accounts()?.iter().enumerate().skip(1).take(9) {
         eprintln!("  {i}  {address}  {key}");
     }
+    eprintln!("  (accounts 10-29, also funded: stack/chain/accounts.json)");
     eprintln!();
     Ok(())
 }
