@@ -148,6 +148,8 @@ async fn run_job(client: &Client, args: RunArgs) -> Result<i32, CliError> {
     if let Some(image) = &args.image {
         body["image"] = json!(image);
     }
+    // Naming our own wallet lets the service apply its credits (unused time of earlier jobs) to this price.
+    body["submitter_address"] = json!(ouro_core::eip712::address_of(&key).to_checksum(None));
 
     let paid = client
         .pay_and_submit_with(&key, &body, |progress| match progress {
@@ -156,8 +158,16 @@ async fn run_job(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             }
         })
         .await?;
-    let tx = if paid.transaction.is_empty() { "(none reported)" } else { paid.transaction.as_str() };
-    eprintln!("ouro: settled in transaction {tx}");
+    let credit = paid.answer.text("credit_applied").filter(|c| *c != "$0.0000");
+    if let Some(credit) = credit {
+        eprintln!("ouro: credit applied {credit} (from earlier jobs' unused time)");
+    }
+    if paid.answer.body.get("paid_with_credit").and_then(Value::as_bool) == Some(true) {
+        eprintln!("ouro: paid entirely with credit, no transfer");
+    } else {
+        let tx = if paid.transaction.is_empty() { "(none reported)" } else { paid.transaction.as_str() };
+        eprintln!("ouro: settled in transaction {tx}");
+    }
     eprintln!("ouro: job {}", paid.job_id);
 
     let minutes = args.shape.time_limit.unwrap_or(DEFAULT_TIME_LIMIT_MIN);

@@ -28,6 +28,47 @@ pub fn edge_result_path(job_id: &str) -> String {
     format!("/internal/jobs/{job_id}/result")
 }
 
+/// Path on the edge where an executor delivers batches of a running job's output ([`OutputBatch`]).
+pub fn edge_output_path(job_id: &str) -> String {
+    format!("/internal/jobs/{job_id}/output")
+}
+
+/// Path on the edge where an executor delivers a job's raw log of `stream` (`stdout`/`stderr`): a first line of
+/// JSON [`LogHeader`], then the bytes as the job wrote them.
+pub fn edge_log_path(job_id: &str, stream: OutputStream) -> String {
+    format!("/internal/jobs/{job_id}/logs/{}", stream.as_str())
+}
+
+/// The first line of a raw log delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHeader {
+    /// The stream wrote more than the executor's log cap.
+    pub truncated: bool,
+    /// Every byte the stream wrote, kept or not.
+    pub bytes_seen: u64,
+}
+
+/// Path on the executor that kills a job it runs (the payer cancelled it); an empty signed POST.
+pub fn executor_cancel_path(job_id: &str) -> String {
+    format!("/v1/jobs/{job_id}/cancel")
+}
+
+/// Path on the executor that says whether it has a job ([`JobPresence`]); a signed GET with an empty body. The
+/// edge's sweep asks it about jobs that seem stuck.
+pub fn executor_job_path(job_id: &str) -> String {
+    format!("/v1/jobs/{job_id}")
+}
+
+/// `GET /v1/jobs/{id}` answer: whether this executor runs the job now, ran it (within its memory of finished
+/// ids), or has never heard of it (it restarted since, or never had it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobPresence {
+    Running,
+    Finished,
+    Unknown,
+}
+
 pub const HEADER_TIMESTAMP: &str = "x-ouro-timestamp";
 pub const HEADER_SIGNATURE: &str = "x-ouro-signature";
 /// How far a request's timestamp may be from the receiver's clock.
@@ -51,6 +92,12 @@ pub struct JobAssignment {
     pub time_limit_min: u32,
     /// Most bytes of stdout and of stderr (each) the executor keeps; beyond it the stream is drained and dropped.
     pub output_cap_bytes: u64,
+    /// Mount the payer's storage at `/scratch` (synced through the edge before and after the run).
+    #[serde(default)]
+    pub mount_storage: bool,
+    /// Bounds on the files returned from `/outputs`.
+    #[serde(default)]
+    pub output_limits: crate::storage::OutputLimits,
 }
 
 /// `POST /v1/jobs` answers: 202 [`AssignmentReply::Accepted`], 409 `AlreadyAssigned` (the same job id is
@@ -78,6 +125,40 @@ pub struct StatusReport {
     pub message: String,
 }
 
+/// Which stream of the container a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A piece of a running job's output. `seq` counts from 0 over both streams of one job, in the order the
+/// executor read them, so the edge can store a repeated delivery once and the events keep the order. The text
+/// is exactly the next part of the stream's final `output`/`error_output` (same decoding, same cap): the live
+/// view and the result never disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub seq: u64,
+    pub stream: OutputStream,
+    pub data: String,
+}
+
+/// `POST /internal/jobs/{id}/output`: chunks in `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputBatch {
+    pub chunks: Vec<OutputChunk>,
+}
+
 /// How a job ended, as the executor saw it. `failure` is `None` exactly when the job completed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobOutcome {
@@ -90,6 +171,9 @@ pub struct JobOutcome {
     /// Wall-clock seconds from container start to exit (or kill).
     pub compute_duration_s: f64,
     pub failure: Option<Failure>,
+    /// Output files returned and the storage sync's summary.
+    #[serde(default)]
+    pub artifacts: crate::storage::Artifacts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +191,21 @@ impl Failure {
 }
 
 impl JobOutcome {
+    /// The outcome of a job that ended without a result from its run (e.g. declared lost by the edge's sweep):
+    /// no exit code, no output, no compute time.
+    pub fn failed_without_result(failure: Failure) -> JobOutcome {
+        JobOutcome {
+            exit_code: None,
+            output: String::new(),
+            error_output: String::new(),
+            output_truncated: false,
+            error_output_truncated: false,
+            compute_duration_s: 0.0,
+            failure: Some(failure),
+            artifacts: Default::default(),
+        }
+    }
+
     pub fn status(&self) -> JobStatus {
         if self.failure.is_some() {
             JobStatus::Failed
@@ -225,6 +324,7 @@ mod tests {
             error_output_truncated: false,
             compute_duration_s: 0.2,
             failure: None,
+            artifacts: Default::default(),
         };
         assert_eq!(outcome.status(), JobStatus::Completed);
         outcome.failure = Some(Failure {

@@ -93,6 +93,15 @@ pub enum FailureReason {
     ExecutorUnavailable,
     /// Something on our side broke while running the job.
     InternalError,
+    /// The executor that had the job no longer has it (it died or restarted), or the job is far past its time
+    /// limit without a result: found by the edge's sweep.
+    ExecutorLost,
+    /// The payer cancelled it (`POST /api/jobs/{id}/cancel`): a pending job never started, a running one was
+    /// killed.
+    Cancelled,
+    /// What the job left in `/scratch` would exceed the wallet's storage quota (bytes or files); nothing of it
+    /// was saved.
+    StorageQuotaExceeded,
 }
 
 impl FailureReason {
@@ -104,6 +113,9 @@ impl FailureReason {
             FailureReason::BuildFailed => "build_failed",
             FailureReason::ExecutorUnavailable => "executor_unavailable",
             FailureReason::InternalError => "internal_error",
+            FailureReason::ExecutorLost => "executor_lost",
+            FailureReason::StorageQuotaExceeded => "storage_quota_exceeded",
+            FailureReason::Cancelled => "cancelled",
         }
     }
 
@@ -113,8 +125,12 @@ impl FailureReason {
             FailureReason::NonZeroExit
             | FailureReason::TimeLimitExceeded
             | FailureReason::OutOfMemory
-            | FailureReason::BuildFailed => Fault::UserError,
-            FailureReason::ExecutorUnavailable | FailureReason::InternalError => Fault::PlatformError,
+            | FailureReason::BuildFailed
+            | FailureReason::Cancelled
+            | FailureReason::StorageQuotaExceeded => Fault::UserError,
+            FailureReason::ExecutorUnavailable | FailureReason::InternalError | FailureReason::ExecutorLost => {
+                Fault::PlatformError
+            }
         }
     }
 }

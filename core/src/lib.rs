@@ -5,14 +5,19 @@
 //! messages the edge and the executors exchange.
 
 pub mod builder_codes;
+pub mod credits;
 pub mod dispatch;
 pub mod dockerfile;
 pub mod eip712;
 pub mod erc8021;
 pub mod job;
 pub mod pricing;
+pub mod sse;
+pub mod storage;
 pub mod submit;
+pub mod submit_limits;
 pub mod time;
+pub mod webhook;
 pub mod wallet_auth;
 pub mod workspace;
 pub mod x402;

@@ -24,10 +24,17 @@ pub const DEFAULT_TIME_LIMIT_MIN: u32 = 1;
 /// escapes.
 pub const MAX_BODY_BYTES: usize = 15 * 1024 * 1024;
 
-/// Fields the public contract defines but this server does not serve yet: refused by name, not ignored,
-/// so nobody believes a webhook or a mount was set up when it was not.
-const NOT_YET_SUPPORTED: [&str; 2] = ["webhook_url", "mount_storage"];
-const KNOWN: [&str; 7] = ["script", "files", "entrypoint", "cpus", "time_limit_min", "image", "submitter_address"];
+const KNOWN: [&str; 9] = [
+    "script",
+    "files",
+    "entrypoint",
+    "cpus",
+    "time_limit_min",
+    "image",
+    "submitter_address",
+    "mount_storage",
+    "webhook_url",
+];
 const FILE_KEYS: [&str; 3] = ["path", "content", "encoding"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -59,6 +66,13 @@ pub struct JobSpec {
     /// A shell command line run in the workspace instead of the script or the image's ENTRYPOINT/CMD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
+    /// Mount the payer's persistent storage at `/scratch` (left out of the JSON when false: digests of jobs
+    /// without it are unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mount_storage: bool,
+    /// Where the job's end is POSTed (`crate::webhook`); left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 impl JobSpec {
@@ -290,9 +304,6 @@ pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
         return Err(invalid("body", "must be a JSON object"));
     };
     for key in body.keys() {
-        if NOT_YET_SUPPORTED.contains(&key.as_str()) {
-            return Err(invalid(key, "is not supported by this server yet; leave it out"));
-        }
         if !KNOWN.contains(&key.as_str()) {
             return Err(invalid(key, format!("is not a known field (known: {})", KNOWN.join(", "))));
         }
@@ -336,6 +347,14 @@ pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
     let submitter_address = optional_string(&body, "submitter_address")?
         .map(|s| parse_wallet(s).ok_or_else(|| invalid("submitter_address", "must be 0x followed by 40 hex digits")))
         .transpose()?;
+    let mount_storage = match body.get("mount_storage") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("mount_storage", "must be true or false")),
+    };
+    let webhook_url = optional_string(&body, "webhook_url")?
+        .map(|url| crate::webhook::check_url(url).map(|()| url.to_string()).map_err(|e| invalid("webhook_url", e)))
+        .transpose()?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(JobSpec {
         script: script.unwrap_or_default().to_string(),
@@ -345,6 +364,8 @@ pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
         submitter_address,
         files,
         entrypoint,
+        mount_storage,
+        webhook_url,
     })
 }
 
@@ -399,7 +420,11 @@ mod tests {
         assert_eq!(validate(b"not json").unwrap_err().field, "body");
         assert_eq!(validate(b"[1]").unwrap_err().field, "body");
         assert_eq!(field_of(json!({"script": "x", "time_limit": 3})), "time_limit");
-        assert_eq!(field_of(json!({"script": "x", "webhook_url": "https://a"})), "webhook_url");
+        assert_eq!(field_of(json!({"script": "x", "webhook_url": "http://example.com/hook"})), "webhook_url");
+        assert_eq!(field_of(json!({"script": "x", "webhook_url": 5})), "webhook_url");
+        let hooked = v(json!({"script": "x", "webhook_url": "http://127.0.0.1:9/h"})).unwrap();
+        assert_eq!(hooked.webhook_url.as_deref(), Some("http://127.0.0.1:9/h"));
+        assert_ne!(hooked.digest(), v(json!({"script": "x"})).unwrap().digest());
         assert_eq!(field_of(json!({"script": "x", "image": "alpine"})), "image");
         assert!(v(json!({"script": "x", "image": "ouro-python"})).is_ok());
     }
@@ -441,8 +466,9 @@ mod tests {
     }
 
     #[test]
-    fn files_and_entrypoint_are_now_served_but_webhooks_and_mounts_are_not() {
-        assert_eq!(field_of(json!({"script": "x", "mount_storage": true})), "mount_storage");
+    fn files_entrypoint_and_mounts_are_served() {
+        assert!(v(json!({"script": "x", "mount_storage": true})).is_ok_and(|s| s.mount_storage));
+        assert_eq!(field_of(json!({"script": "x", "mount_storage": "yes"})), "mount_storage");
         let spec = v(json!({"files": [file("a.sh", "echo a")], "entrypoint": "sh a.sh"})).unwrap();
         assert_eq!(spec.entrypoint.as_deref(), Some("sh a.sh"));
         assert_eq!((spec.image.as_str(), spec.has_script(), spec.dockerfile()), ("ouro-ubuntu", false, None));

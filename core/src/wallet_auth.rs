@@ -32,6 +32,8 @@ pub enum Action<'a> {
     StorageList,
     StorageGet { path: &'a str },
     StorageDelete { path: &'a str },
+    /// The wallet's credit balance and its credit history (`GET /api/credits`).
+    CreditBalance,
 }
 
 impl Action<'_> {
@@ -45,6 +47,7 @@ impl Action<'_> {
             Action::StorageList => format!("ouro-storage-list:{wallet}:{ts}"),
             Action::StorageGet { path } => format!("ouro-storage-get:{wallet}:{path}:{ts}"),
             Action::StorageDelete { path } => format!("ouro-storage-delete:{wallet}:{path}:{ts}"),
+            Action::CreditBalance => format!("ouro-credit-balance:{wallet}:{ts}"),
         }
     }
 }
@@ -108,6 +111,54 @@ impl AuthError {
             AuthError::BadSignature(_) | AuthError::WrongSigner { .. } => "invalid_signature",
         }
     }
+}
+
+/// Why a request may not read or act on a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// 401: no valid proof of a wallet (missing when one is required, malformed, stale, someone else's).
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// 403: a proven wallet that did not pay for the job.
+    #[error("wallet {wallet:#x} did not pay for this job")]
+    NotOwner { wallet: Address },
+}
+
+impl Denied {
+    pub fn status(&self) -> u16 {
+        match self {
+            Denied::Unauthenticated(e) => e.status(),
+            Denied::NotOwner { .. } => 403,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denied::Unauthenticated(e) => e.code(),
+            Denied::NotOwner { .. } => "not_job_owner",
+        }
+    }
+}
+
+/// The rule of a job's reads and actions. The job id is a capability, so an unsigned request passes unless
+/// `require_signature` (the operator's choice for reads) or the action changes the job (a cancel is always
+/// signed). A signed request must prove its wallet, and that wallet must be `payer`.
+pub fn authorize_job(
+    action: Action<'_>,
+    params: &SignedParams,
+    now_s: u64,
+    payer: &str,
+    require_signature: bool,
+) -> Result<(), Denied> {
+    let must_sign = require_signature || matches!(action, Action::JobCancel { .. });
+    if params.is_empty() && !must_sign {
+        return Ok(());
+    }
+    let wallet = verify(action, params, now_s)?;
+    if parse_address(payer.trim()) != Some(wallet) {
+        return Err(Denied::NotOwner { wallet });
+    }
+    Ok(())
 }
 
 /// Checks that `params` prove control of their `wallet` for `action` at `now_s`; answers the wallet.
@@ -183,6 +234,7 @@ mod tests {
         assert_eq!(Action::StorageList.message(w, 5), "ouro-storage-list:0xabc:5");
         assert_eq!(Action::StorageGet { path: "a/b" }.message(w, 5), "ouro-storage-get:0xabc:a/b:5");
         assert_eq!(Action::StorageDelete { path: "a" }.message(w, 5), "ouro-storage-delete:0xabc:a:5");
+        assert_eq!(Action::CreditBalance.message(w, 5), "ouro-credit-balance:0xabc:5");
     }
 
     #[test]
@@ -198,6 +250,29 @@ mod tests {
         let checksummed = wallet.to_checksum(None);
         let sig2 = signed(action, &checksummed, 1000);
         assert_eq!(verify(action, &params(&checksummed, &sig2, 1000), 1000), Ok(wallet));
+    }
+
+    #[test]
+    fn the_job_rule() {
+        let payer = format!("{:#x}", address_of(&key()));
+        let view = Action::JobView { job_id: "j" };
+        let cancel = Action::JobCancel { job_id: "j" };
+        let none = SignedParams::default();
+        assert_eq!(authorize_job(view, &none, 1000, &payer, false), Ok(()), "the bare id reads");
+        let required = authorize_job(view, &none, 1000, &payer, true).unwrap_err();
+        assert_eq!((required.status(), required.code()), (401, "signature_required"));
+        assert_eq!(authorize_job(cancel, &none, 1000, &payer, false).unwrap_err().status(), 401, "cancels are signed");
+        let signed_view = params(&payer, &signed(view, &payer, 1000), 1000);
+        assert_eq!(authorize_job(view, &signed_view, 1000, &payer, true), Ok(()));
+        assert_eq!(authorize_job(view, &signed_view, 1000, &payer.to_uppercase().replace("0X", "0x"), false), Ok(()));
+        let other = authorize_job(view, &signed_view, 1000, "0x0000000000000000000000000000000000000001", false);
+        assert_eq!(other.as_ref().map_err(Denied::status), Err(403));
+        assert_eq!(other.unwrap_err().code(), "not_job_owner");
+        let stale = authorize_job(view, &signed_view, 1400, &payer, false).unwrap_err();
+        assert_eq!((stale.status(), stale.code()), (401, "stale_signature"));
+        // A signature for the view does not cancel.
+        let wrong_action = params(&payer, &signed(view, &payer, 1000), 1000);
+        assert_eq!(authorize_job(cancel, &wrong_action, 1000, &payer, false).unwrap_err().status(), 401);
     }
 
     #[test]

@@ -15,12 +15,104 @@ pub struct Config {
     /// Keys bound quotes (`extra.quote`).
     pub quote_secret: Vec<u8>,
     pub output_cap_bytes: u64,
+    /// Job reads must be signed by the payer's wallet (`REQUIRE_SIGNED_READS`); else the bare id suffices.
+    pub require_signed_reads: bool,
+    /// The bounds of `GET /api/jobs/{id}/events` and the webhooks' deadline.
+    pub events: EventLimits,
     /// The most CPUs one job may ask for: what the executors can actually give (never above the API's 8).
     pub max_cpus: u32,
     pub facilitator_timeout_ms: u64,
     pub settle_timeout_ms: u64,
     /// The ledger's cost rates and the chain reads behind stats, the wallet and readiness.
     pub ops: Operations,
+    /// Per-wallet storage and job output files.
+    pub storage: StorageConfig,
+    /// The payment pipeline's guards: submit rate limits, the capacity pre-flight, the operators' ledger.
+    pub admission: Admission,
+}
+
+/// What a submission must get past before any money moves (`payment.rs`, `capacity.rs`), and who may read
+/// the ledger.
+pub struct Admission {
+    /// Submits per minute per wallet, per IP, in total; active jobs per wallet (`SUBMIT_LIMIT_PER_WALLET`,
+    /// `SUBMIT_LIMIT_PER_IP`, `SUBMIT_LIMIT_TOTAL`, `ACTIVE_JOBS_PER_WALLET`).
+    pub limits: ouro_core::submit_limits::SubmitLimits,
+    /// Jobs waiting for an executor beyond the free slots before submits are refused with 503 (`MAX_QUEUE_DEPTH`).
+    pub max_queue_depth: u32,
+    /// Deadline of the executors' health probe in the pre-flight (`CAPACITY_TIMEOUT_MS`).
+    pub capacity_timeout_ms: u64,
+    /// Bearer token of `GET /api/ledger` (`OPERATOR_TOKEN`, a secret); without it the ledger is not served.
+    pub operator_token: Option<String>,
+}
+
+impl Admission {
+    fn from_env(env: &Env) -> Result<Admission, ConfigError> {
+        let d = ouro_core::submit_limits::SubmitLimits::default();
+        let num = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            parsed(name, &var_or(env, name, &default.to_string()))
+        };
+        Ok(Admission {
+            limits: ouro_core::submit_limits::SubmitLimits {
+                per_wallet: num("SUBMIT_LIMIT_PER_WALLET", d.per_wallet)?,
+                per_ip: num("SUBMIT_LIMIT_PER_IP", d.per_ip)?,
+                total: num("SUBMIT_LIMIT_TOTAL", d.total)?,
+                active_per_wallet: num("ACTIVE_JOBS_PER_WALLET", d.active_per_wallet)?,
+            },
+            max_queue_depth: num("MAX_QUEUE_DEPTH", 20)?,
+            capacity_timeout_ms: parsed("CAPACITY_TIMEOUT_MS", &var_or(env, "CAPACITY_TIMEOUT_MS", "800"))?,
+            operator_token: var(env, "OPERATOR_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| t.len() >= 16),
+        })
+    }
+}
+
+/// Per-wallet storage (`/scratch`) and job output files (`/outputs`).
+pub struct StorageConfig {
+    /// The default quota of a wallet (`STORAGE_QUOTA_BYTES`, `STORAGE_MAX_FILES`); an operator may set another
+    /// per wallet (`storage_accounts.quota_bytes`).
+    pub quota: ouro_core::storage::Quota,
+    /// Files not accessed for this many days are deleted (`STORAGE_TTL_DAYS`).
+    pub ttl_days: u64,
+    /// `/api/storage*` requests per wallet and in total, per minute (`STORAGE_RATE_PER_WALLET`, `STORAGE_RATE_GLOBAL`).
+    pub rate_per_wallet: u32,
+    pub rate_global: u32,
+    /// Bounds on the files a job returns (`OUTPUT_MAX_FILES`, `OUTPUT_MAX_BYTES`).
+    pub output_limits: ouro_core::storage::OutputLimits,
+}
+
+impl StorageConfig {
+    fn from_env(env: &Env) -> Result<StorageConfig, ConfigError> {
+        use ouro_core::storage::{OutputLimits, Quota};
+        let (q, o) = (Quota::default(), OutputLimits::default());
+        let num = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            parsed(name, &var_or(env, name, &default.to_string()))
+        };
+        Ok(StorageConfig {
+            quota: Quota { quota_bytes: num("STORAGE_QUOTA_BYTES", q.quota_bytes)?, max_files: num("STORAGE_MAX_FILES", q.max_files)? },
+            ttl_days: num("STORAGE_TTL_DAYS", ouro_core::storage::DEFAULT_TTL_DAYS)?,
+            rate_per_wallet: parsed("STORAGE_RATE_PER_WALLET", &var_or(env, "STORAGE_RATE_PER_WALLET", "30"))?,
+            rate_global: parsed("STORAGE_RATE_GLOBAL", &var_or(env, "STORAGE_RATE_GLOBAL", "200"))?,
+            output_limits: OutputLimits {
+                max_files: num("OUTPUT_MAX_FILES", o.max_files)?,
+                max_bytes: num("OUTPUT_MAX_BYTES", o.max_bytes)?,
+            },
+        })
+    }
+}
+
+/// Limits of the live events stream (`SSE_*`) and of webhook deliveries.
+pub struct EventLimits {
+    /// Open streams of one job (`SSE_MAX_STREAMS_PER_JOB`).
+    pub streams_per_job: u32,
+    /// Open streams in all (`SSE_MAX_STREAMS`).
+    pub streams_total: u32,
+    /// After this long a stream closes; the client resumes with `Last-Event-ID` (`SSE_MAX_DURATION_S`).
+    pub max_duration_s: u64,
+    /// How often an open stream looks for new events (`SSE_POLL_MS`).
+    pub poll_ms: u64,
+    /// A comment line after this long without an event, so proxies keep the connection (`SSE_KEEPALIVE_S`).
+    pub keepalive_s: u64,
+    /// Deadline of one webhook POST (`WEBHOOK_TIMEOUT_MS`).
+    pub webhook_timeout_ms: u64,
 }
 
 /// What the service's costs are made of and where its wallet is read: the ledger (`ledger.rs`) turns recorded
@@ -135,11 +227,22 @@ impl Config {
             executor_urls,
             executor_secret: secret("EXECUTOR_SECRET")?,
             quote_secret: secret("QUOTE_SECRET")?,
-            output_cap_bytes: parsed("OUTPUT_CAP_BYTES", &var_or(env, "OUTPUT_CAP_BYTES", "262144"))?,
+            output_cap_bytes: parsed("OUTPUT_CAP_BYTES", &var_or(env, "OUTPUT_CAP_BYTES", "1048576"))?,
+            require_signed_reads: parsed("REQUIRE_SIGNED_READS", &var_or(env, "REQUIRE_SIGNED_READS", "false"))?,
             max_cpus: parsed::<u32>("MAX_CPUS", &var_or(env, "MAX_CPUS", "8"))?.clamp(1, ouro_core::submit::MAX_CPUS),
             facilitator_timeout_ms: parsed("FACILITATOR_TIMEOUT_MS", &var_or(env, "FACILITATOR_TIMEOUT_MS", "10000"))?,
             settle_timeout_ms: parsed("SETTLE_TIMEOUT_MS", &var_or(env, "SETTLE_TIMEOUT_MS", "30000"))?,
+            events: EventLimits {
+                streams_per_job: parsed("SSE_MAX_STREAMS_PER_JOB", &var_or(env, "SSE_MAX_STREAMS_PER_JOB", "5"))?,
+                streams_total: parsed("SSE_MAX_STREAMS", &var_or(env, "SSE_MAX_STREAMS", "500"))?,
+                max_duration_s: parsed("SSE_MAX_DURATION_S", &var_or(env, "SSE_MAX_DURATION_S", "900"))?,
+                poll_ms: parsed::<u64>("SSE_POLL_MS", &var_or(env, "SSE_POLL_MS", "250"))?.max(50),
+                keepalive_s: parsed::<u64>("SSE_KEEPALIVE_S", &var_or(env, "SSE_KEEPALIVE_S", "15"))?.max(1),
+                webhook_timeout_ms: parsed("WEBHOOK_TIMEOUT_MS", &var_or(env, "WEBHOOK_TIMEOUT_MS", "10000"))?,
+            },
             ops: Operations::from_env(env, &chain)?,
+            storage: StorageConfig::from_env(env)?,
+            admission: Admission::from_env(env)?,
             chain,
         })
     }

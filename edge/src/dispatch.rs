@@ -59,8 +59,15 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
     for message in batch.messages()? {
         let job_id = message.body().job_id.clone();
         if dead_letters {
-            let why = "no executor accepted the job before the dispatch queue gave up";
-            db::fail_undispatched(&db, &job_id, FailureReason::ExecutorUnavailable, why, now_ms()).await?;
+            // Only a job still waiting for an executor: the sweep may have queued a second message for it, and
+            // one copy giving up must not fail a job the other copy handed over.
+            let pending = db::get_job(&db, &job_id).await?.is_some_and(|j| j.status == JobStatus::Pending.as_str());
+            if pending {
+                let why = "no executor accepted the job before the dispatch queue gave up";
+                db::fail_undispatched(&db, &job_id, FailureReason::ExecutorUnavailable, why, now_ms()).await?;
+                crate::credits::on_job_end_logged(&db, &job_id, now_ms()).await;
+                crate::webhooks::on_job_end(&env, &db, &job_id).await;
+            }
             message.ack();
             continue;
         }
@@ -73,6 +80,8 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
             message.ack();
             continue;
         }
+        // The sweep re-queues pending jobs whose deliveries stopped (a lost Queue send).
+        crate::sweep::note_delivery(&db, &job_id, now_ms()).await;
         let files = match &job.workspace_key {
             None => Vec::new(),
             Some(key) => match workspaces::get(&env.bucket(workspaces::BINDING)?, key).await? {
@@ -80,6 +89,8 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
                 None => {
                     let why = format!("the job's workspace {key} is missing from storage");
                     db::fail_undispatched(&db, &job_id, FailureReason::InternalError, &why, now_ms()).await?;
+                    crate::credits::on_job_end_logged(&db, &job_id, now_ms()).await;
+                    crate::webhooks::on_job_end(&env, &db, &job_id).await;
                     message.ack();
                     continue;
                 }
@@ -94,11 +105,19 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
             cpus: job.cpus,
             time_limit_min: job.time_limit_min,
             output_cap_bytes: config.output_cap_bytes,
+            mount_storage: job.mount_storage != 0,
+            output_limits: config.storage.output_limits,
         };
         match hand_off(&config, &assignment).await {
             Handoff::Taken(url) => {
                 let note = format!("accepted by executor {url}");
-                db::advance_status(&db, &job_id, JobStatus::Processing, &note, now_ms(), Some(&url)).await?;
+                let moved = db::advance_status(&db, &job_id, JobStatus::Processing, &note, now_ms(), Some(&url)).await?;
+                // Cancelled while we handed it over: the job has ended here, so stop it there too.
+                if !moved && db::get_job(&db, &job_id).await?.is_some_and(|j| j.cancel_requested_at.is_some()) {
+                    if let Err(why) = cancel_on(&config, &url, &job_id, 5_000).await {
+                        worker::console_error!("job {job_id} was cancelled but {url} did not confirm the kill: {why}");
+                    }
+                }
                 message.ack();
             }
             Handoff::NotNow(why) => {
@@ -108,4 +127,20 @@ pub async fn consume(batch: MessageBatch<DispatchMessage>, env: Env) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Asks the executor at `url` to kill `job_id` (the payer cancelled it): `Ok(true)` when it was running there,
+/// `Ok(false)` when the executor does not run it (finished, its result on the way).
+pub async fn cancel_on(config: &Config, url: &str, job_id: &str, timeout_ms: u64) -> std::result::Result<bool, String> {
+    let path = ouro_core::dispatch::executor_cancel_path(job_id);
+    let ts = now_ms() / 1000;
+    let sig = sign_request(&config.executor_secret, ts, "POST", &path, b"");
+    let ts = ts.to_string();
+    let headers = [(HEADER_TIMESTAMP, ts.as_str()), (HEADER_SIGNATURE, sig.as_str())];
+    match post_json(&format!("{url}{path}"), "", &headers, timeout_ms).await {
+        Ok((202, _)) => Ok(true),
+        Ok((404, _)) => Ok(false),
+        Ok((status, text)) => Err(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())),
+        Err(e) => Err(e.to_string()),
+    }
 }

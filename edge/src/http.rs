@@ -6,7 +6,8 @@ use worker::{Headers, Response, Result};
 
 /// Headers a browser client must be able to send (x402, builder codes) and read (x402).
 const CORS_ALLOW_HEADERS: &str = "content-type, payment-signature, x-payment, x-builder-code";
-const CORS_EXPOSE_HEADERS: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, Retry-After";
+const CORS_EXPOSE_HEADERS: &str =
+    "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, Retry-After, X-Ouro-Log-Truncated, X-Ouro-Bytes-Seen";
 
 pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))

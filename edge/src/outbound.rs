@@ -30,6 +30,11 @@ pub async fn get(url: &str, timeout_ms: u64) -> Result<(u16, String), OutboundEr
     send(Method::Get, url, None, &[], timeout_ms).await
 }
 
+/// GETs `url` with extra `headers` (e.g. a request signature); answers the status and the body text.
+pub async fn get_with(url: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<(u16, String), OutboundError> {
+    send(Method::Get, url, None, headers, timeout_ms).await
+}
+
 async fn send(
     method: Method,
     url: &str,

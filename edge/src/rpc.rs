@@ -11,6 +11,12 @@ use crate::outbound::{post_json, OutboundError};
 
 /// `keccak256("balanceOf(address)")[..4]`.
 const BALANCE_OF_SELECTOR: &str = "70a08231";
+/// `keccak256("authorizationState(address,bytes32)")[..4]` (EIP-3009).
+const AUTHORIZATION_STATE_SELECTOR: &str = "e94a0102";
+/// `keccak256("AuthorizationUsed(address,bytes32)")`, the EIP-3009 event of a spent authorization.
+const AUTHORIZATION_USED_TOPIC: &str = "0x98de503528ee59b575ef0c0a2576a82497bfc029a5685b209e9ec333479b10a5";
+/// How far back a spent authorization's transaction is looked for (blocks; ~5 h on Base).
+const AUTHORIZATION_LOG_WINDOW: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -89,6 +95,44 @@ impl Rpc<'_> {
         uint_word(word).ok_or_else(|| RpcError::BadAnswer { method, why: format!("{word:?} is not one uint256 below 2^128") })
     }
 
+    /// EIP-3009 `token.authorizationState(authorizer, nonce)`: whether the authorization was spent on chain (the
+    /// one source of truth when a settlement's outcome is unknown).
+    pub async fn authorization_used(&self, token: &str, authorizer: &str, nonce: &str) -> Result<bool, RpcError> {
+        let method = "eth_call";
+        let (Some(who), Some(nonce_word)) = (word_of_address(authorizer), word_of_bytes32(nonce)) else {
+            return Err(RpcError::BadAnswer { method, why: format!("{authorizer}/{nonce} is not an address and a nonce") });
+        };
+        let data = format!("0x{AUTHORIZATION_STATE_SELECTOR}{who}{nonce_word}");
+        let result = self.call(method, json!([{ "to": token, "data": data }, "latest"])).await?;
+        let word = result.as_str().ok_or(RpcError::BadAnswer { method, why: "the result is not hex".into() })?;
+        uint_word(word).map(|v| v != 0).ok_or_else(|| RpcError::BadAnswer { method, why: format!("{word:?} is not a bool") })
+    }
+
+    /// The transaction that spent the authorization `(authorizer, nonce)`, from the token's `AuthorizationUsed`
+    /// event in the recent blocks; `None` when not found there.
+    pub async fn authorization_tx(&self, token: &str, authorizer: &str, nonce: &str) -> Result<Option<String>, RpcError> {
+        let method = "eth_getLogs";
+        let (Some(who), Some(nonce_word)) = (word_of_address(authorizer), word_of_bytes32(nonce)) else {
+            return Ok(None);
+        };
+        let head = quantity("eth_blockNumber", &self.call("eth_blockNumber", json!([])).await?)?;
+        let from = (head as u64).saturating_sub(AUTHORIZATION_LOG_WINDOW);
+        let filter = json!([{
+            "address": token,
+            "fromBlock": format!("{from:#x}"),
+            "toBlock": "latest",
+            "topics": [AUTHORIZATION_USED_TOPIC, format!("0x{who}"), format!("0x{nonce_word}")],
+        }]);
+        let logs = self.call(method, filter).await?;
+        Ok(logs
+            .as_array()
+            .and_then(|l| l.first())
+            .and_then(|log| log.get("transactionHash"))
+            .and_then(Value::as_str)
+            .filter(|h| is_tx_hash(h))
+            .map(str::to_string))
+    }
+
     /// The receipt of `tx_hash`: `None` while it is unknown or not mined.
     pub async fn receipt(&self, tx_hash: &str) -> Result<Option<Receipt>, RpcError> {
         let method = "eth_getTransactionReceipt";
@@ -135,6 +179,18 @@ fn balance_of_calldata(owner: &str) -> Option<String> {
         return None;
     }
     Some(format!("0x{BALANCE_OF_SELECTOR}{:0>64}", hex_addr.to_ascii_lowercase()))
+}
+
+/// An address as one ABI word (64 hex digits, lowercase).
+fn word_of_address(address: &str) -> Option<String> {
+    let h = address.strip_prefix("0x")?;
+    (h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("{:0>64}", h.to_ascii_lowercase()))
+}
+
+/// A `bytes32` as one ABI word.
+fn word_of_bytes32(value: &str) -> Option<String> {
+    let h = value.strip_prefix("0x")?;
+    (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| h.to_ascii_lowercase())
 }
 
 /// One ABI `uint256` word (`0x` + 64 hex digits) as a `u128`; `None` if malformed or too large.

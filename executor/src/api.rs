@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(EXECUTOR_JOBS_PATH, post(assign))
         .route(EXECUTOR_HEALTH_PATH, get(health))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}", get(presence))
         .layer(DefaultBodyLimit::max(MAX_ASSIGNMENT_BYTES))
         .with_state(state)
 }
@@ -114,6 +116,45 @@ async fn assign(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     (StatusCode::ACCEPTED, Json(AssignmentReply::Accepted)).into_response()
 }
 
+/// `GET /v1/jobs/{id}` (signed, empty body): whether this executor runs or ran the job. The edge's sweep asks
+/// before it declares a job lost; an executor that restarted has forgotten its jobs and answers `unknown`.
+async fn presence(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let path = ouro_core::dispatch::executor_job_path(&id);
+    if let Err(e) =
+        verify_request(&state.secret, unix_now(), header_str(HEADER_TIMESTAMP), header_str(HEADER_SIGNATURE), "GET", &path, b"")
+    {
+        return error(StatusCode::UNAUTHORIZED, format!("unauthenticated: {e}"));
+    }
+    Json(state.slots.presence(&id)).into_response()
+}
+
+/// `POST /v1/jobs/{id}/cancel` (signed, empty body): the payer cancelled the job; kill it now. 202 when it runs
+/// here (its result, `failed`/`cancelled`, follows as usual), 404 when it does not (its result is on the way).
+async fn cancel(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let path = ouro_core::dispatch::executor_cancel_path(&id);
+    if let Err(e) =
+        verify_request(&state.secret, unix_now(), header_str(HEADER_TIMESTAMP), header_str(HEADER_SIGNATURE), "POST", &path, b"")
+    {
+        return error(StatusCode::UNAUTHORIZED, format!("unauthenticated: {e}"));
+    }
+    if state.worker.cancels.cancel(&id) {
+        tracing::info!(job_id = %id, "cancelled by its payer: stopping it");
+        (StatusCode::ACCEPTED, Json(json!({ "result": "cancelling" }))).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({ "result": "not_running" }))).into_response()
+    }
+}
+
 /// The edge validated the job already; these checks keep a buggy or compromised edge from asking for an
 /// unlimited container (cpus 0 means "no limit" to Docker) or a path-escaping job id.
 fn check(job: &JobAssignment) -> Result<(), String> {
@@ -163,6 +204,8 @@ mod tests {
             cpus: 1,
             time_limit_min: 1,
             output_cap_bytes: 10_000,
+            mount_storage: false,
+            output_limits: Default::default(),
         }
     }
 

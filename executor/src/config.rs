@@ -69,6 +69,11 @@ pub struct Cli {
     /// Most images built from Dockerfiles kept as the build cache; the least recently used go first.
     #[arg(long, env = "OURO_EXECUTOR_BUILD_CACHE_IMAGES", default_value_t = 20)]
     pub build_cache_images: usize,
+
+    /// Raw bytes of each stream kept for the job's full log (`GET /api/jobs/{id}/logs`), on disk while the job
+    /// runs, then sent to the edge; 0 keeps no log.
+    #[arg(long, env = "OURO_EXECUTOR_LOG_CAP_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub log_cap_bytes: u64,
 }
 
 /// Validated configuration.
@@ -85,6 +90,8 @@ pub struct Config {
     pub result_retry: Duration,
     pub drain: Duration,
     pub build: BuildSettings,
+    /// See [`Cli::log_cap_bytes`].
+    pub log_cap_bytes: u64,
 }
 
 /// How Dockerfile jobs are built.
@@ -117,6 +124,7 @@ impl std::fmt::Debug for Config {
             .field("result_retry", &self.result_retry)
             .field("drain", &self.drain)
             .field("build", &self.build)
+            .field("log_cap_bytes", &self.log_cap_bytes)
             .finish()
     }
 }
@@ -178,6 +186,7 @@ impl Cli {
             result_retry: Duration::from_secs(self.result_retry_s),
             drain: Duration::from_secs(self.drain_s),
             build: BuildSettings { network: build_network, cache_images: self.build_cache_images },
+            log_cap_bytes: self.log_cap_bytes,
         })
     }
 }

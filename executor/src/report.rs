@@ -1,12 +1,25 @@
-//! Signed calls from the executor to the edge: status changes and results.
+//! Signed calls from the executor to the edge: status changes, live output and results.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use ouro_core::dispatch::{
-    edge_result_path, edge_status_path, sign_request, JobOutcome, StatusReport, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    edge_log_path, edge_output_path, edge_result_path, edge_status_path, sign_request, JobOutcome, LogHeader,
+    OutputBatch, StatusReport, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
+use tokio::sync::oneshot;
+
+use crate::capture::{LiveOutput, RawLogFile, CHUNK_BYTES};
 use reqwest::StatusCode;
 use serde::Serialize;
+
+/// How often a running job's new output goes to the edge, at most (sooner when a full chunk waits).
+pub const OUTPUT_INTERVAL: Duration = Duration::from_millis(250);
+/// Most text in one output POST.
+const OUTPUT_BATCH_BYTES: usize = 4 * CHUNK_BYTES;
+const OUTPUT_ATTEMPTS: u32 = 3;
 
 /// One HTTP attempt; the edge answers these in milliseconds when it is up.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,7 +76,7 @@ impl EdgeClient {
     /// Reports a status change once: it is informative, the result that follows is what counts.
     pub async fn report_status(&self, job_id: &str, report: &StatusReport) -> Result<(), ReportError> {
         let body = encode("status report", job_id, report)?;
-        self.post_signed(&edge_status_path(job_id), body).await
+        self.post_signed(&edge_status_path(job_id), body.into()).await
     }
 
     /// Delivers a job's outcome, retrying with backoff for up to `retry_for` while the edge is unreachable or
@@ -74,7 +87,7 @@ impl EdgeClient {
         outcome: &JobOutcome,
         retry_for: Duration,
     ) -> Result<(), ReportError> {
-        let body = encode("result", job_id, outcome)?;
+        let body = Bytes::from(encode("result", job_id, outcome)?);
         let path = edge_result_path(job_id);
         let started = tokio::time::Instant::now();
         let mut backoff = FIRST_BACKOFF;
@@ -100,11 +113,95 @@ impl EdgeClient {
         }
     }
 
+    /// Sends a running job's output to the edge as it comes: a batch every [`OUTPUT_INTERVAL`], or sooner when
+    /// a full chunk waits, until `done` fires and everything is sent. A batch the edge does not take after a few
+    /// tries is dropped with a warning: the live view then misses it, the result still has it all.
+    pub async fn stream_output(&self, job_id: &str, live: Arc<LiveOutput>, mut done: oneshot::Receiver<()>) {
+        let path = edge_output_path(job_id);
+        let mut finishing = false;
+        loop {
+            if !finishing {
+                tokio::select! {
+                    _ = &mut done => finishing = true,
+                    _ = live.ready.notified() => {}
+                    _ = tokio::time::sleep(OUTPUT_INTERVAL) => {}
+                }
+            }
+            loop {
+                let chunks = live.take(OUTPUT_BATCH_BYTES);
+                if chunks.is_empty() {
+                    break;
+                }
+                let (first, count) = (chunks[0].seq, chunks.len());
+                let body = match encode("output batch", job_id, &OutputBatch { chunks }) {
+                    Ok(body) => Bytes::from(body),
+                    Err(e) => {
+                        tracing::error!(job_id, error = %e, "output batch not encodable; dropped");
+                        continue;
+                    }
+                };
+                let mut delay = Duration::from_millis(200);
+                for attempt in 1..=OUTPUT_ATTEMPTS {
+                    match self.post_signed(&path, body.clone()).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < OUTPUT_ATTEMPTS && e.is_transient() => {
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                        Err(e) => {
+                            let (first_seq, chunks) = (first, count);
+                            tracing::warn!(job_id, first_seq, chunks, error = %e, "live output batch dropped");
+                            break;
+                        }
+                    }
+                }
+            }
+            if finishing {
+                return;
+            }
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
     }
 
-    async fn post_signed(&self, path: &str, body: Vec<u8>) -> Result<(), ReportError> {
+    /// Sends the raw logs of a job to the edge (a few tries each), then removes their files. A log the edge
+    /// does not take is lost with a warning: the capped output is in the result regardless.
+    pub async fn upload_logs(&self, job_id: &str, logs: Vec<RawLogFile>) {
+        for log in logs {
+            let header = LogHeader { truncated: log.truncated, bytes_seen: log.bytes_seen };
+            let sent = match (encode("log header", job_id, &header), tokio::fs::read(&log.path).await) {
+                (Ok(mut body), Ok(bytes)) => {
+                    body.push(b'\n');
+                    body.extend_from_slice(&bytes);
+                    drop(bytes);
+                    let (body, path) = (Bytes::from(body), edge_log_path(job_id, log.stream));
+                    let mut outcome = Ok(());
+                    for attempt in 1..=OUTPUT_ATTEMPTS {
+                        outcome = self.post_signed(&path, body.clone()).await;
+                        match &outcome {
+                            Err(e) if attempt < OUTPUT_ATTEMPTS && e.is_transient() => {
+                                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await
+                            }
+                            _ => break,
+                        }
+                    }
+                    outcome.map_err(|e| e.to_string())
+                }
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(format!("reading {}: {e}", log.path.display())),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(job_id, stream = log.stream.as_str(), error = %e, "raw log not delivered");
+            }
+            if let Err(e) = tokio::fs::remove_file(&log.path).await {
+                tracing::warn!(path = %log.path.display(), error = %e, "could not remove a raw log");
+            }
+        }
+    }
+
+    async fn post_signed(&self, path: &str, body: Bytes) -> Result<(), ReportError> {
         let url = self.url(path);
         // A fresh timestamp per attempt, so a retry minutes later is still inside the edge's window.
         let ts = unix_now();

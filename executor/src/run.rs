@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::build::{self, BuildError, BuildInfo, Builder};
-use crate::capture::{BoundedBuffer, Captured};
+use crate::capture::{BoundedBuffer, Captured, LiveOutput};
 use crate::config::BuildSettings;
 use crate::engine::{self, EngineError};
 use crate::sandbox::{self, Command, Launch, Limits, SpecInput};
@@ -46,6 +46,8 @@ pub enum RunError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    #[error("could not mount the wallet's storage: {0}")]
+    Storage(#[from] crate::storage::SyncError),
 }
 
 /// A job's outcome plus what only the executor cares about.
@@ -73,6 +75,8 @@ pub struct Runner {
     /// Label value marking containers as ours (the work dir: two executors on one engine never share it).
     executor_id: String,
     builder: Arc<Builder>,
+    /// Where `/scratch` syncs and `/outputs` uploads go (none in engine-only tests: outputs are then dropped).
+    edge_files: Option<crate::storage::EdgeFiles>,
 }
 
 /// The image a job runs.
@@ -94,7 +98,13 @@ impl Runner {
     pub fn new(docker: Docker, images: HashMap<String, String>, work_dir: PathBuf, api_timeout: Duration) -> Self {
         let executor_id = work_dir.to_string_lossy().into_owned();
         let builder = Arc::new(Builder::new(docker.clone(), api_timeout, BuildSettings::default()));
-        Runner { docker, images, work_dir, api_timeout, executor_id, builder }
+        Runner { docker, images, work_dir, api_timeout, executor_id, builder, edge_files: None }
+    }
+
+    /// Sends output files and storage syncs to the edge.
+    pub fn with_edge_files(mut self, edge_files: crate::storage::EdgeFiles) -> Self {
+        self.edge_files = Some(edge_files);
+        self
     }
 
     /// Replaces the default build settings (no network, 20 cached images).
@@ -169,8 +179,22 @@ impl Runner {
         job: &JobAssignment,
         deadline: Duration,
         abort: watch::Receiver<bool>,
+        progress: impl FnMut(String) + Send,
+        on_started: impl FnOnce() + Send,
+    ) -> RunReport {
+        self.run_live(job, deadline, abort, progress, on_started, None).await
+    }
+
+    /// [`Runner::run_with_progress`], also handing each piece of output to `live` as it is read (the edge's
+    /// live view; see `report::stream_output`).
+    pub async fn run_live(
+        &self,
+        job: &JobAssignment,
+        deadline: Duration,
+        abort: watch::Receiver<bool>,
         mut progress: impl FnMut(String) + Send,
         on_started: impl FnOnce() + Send,
+        live: Option<Arc<LiveOutput>>,
     ) -> RunReport {
         let setup_started = Instant::now();
         let until = tokio::time::Instant::now() + deadline;
@@ -189,7 +213,7 @@ impl Runner {
             return build_failure(job, BuildError::TimedOut { log, seconds: deadline.as_secs_f64() }, setup_started);
         }
 
-        let prepared = match self.prepare(job, &target).await {
+        let prepared = match self.prepare(job, &target, live).await {
             Ok(p) => p,
             Err(err) => {
                 tracing::error!(job_id = %job.job_id, error = %err, "job could not start");
@@ -213,7 +237,12 @@ impl Runner {
     }
 
     /// Everything up to and including `start`; an error here means the job never ran.
-    async fn prepare(&self, job: &JobAssignment, target: &Target) -> Result<Prepared, RunError> {
+    async fn prepare(
+        &self,
+        job: &JobAssignment,
+        target: &Target,
+        live: Option<Arc<LiveOutput>>,
+    ) -> Result<Prepared, RunError> {
         let t = self.api_timeout;
         let entrypoint = job.entrypoint.as_deref().filter(|e| !e.trim().is_empty());
         let (image, command) = match target {
@@ -245,6 +274,7 @@ impl Runner {
             }
             (Target::Alias, _) => JobDir::create(&self.work_dir, &job.job_id, None, &job.files)?,
         };
+        let folders = crate::storage::JobFolders::prepare(self.edge_files.as_ref(), &self.work_dir, job).await?;
         let spec = sandbox::container_spec(&SpecInput {
             job_id: &job.job_id,
             engine_image: image,
@@ -252,6 +282,8 @@ impl Runner {
             cpus: job.cpus,
             command,
             executor_id: &self.executor_id,
+            scratch_dir: folders.scratch_dir(),
+            outputs_dir: Some(folders.outputs_dir()),
         });
         let name = sandbox::container_name(&job.job_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
@@ -276,10 +308,10 @@ impl Runner {
             engine::call("attach", t, self.docker.attach_container(&container.id, Some(attach_options))).await?;
         let cap = usize::try_from(job.output_cap_bytes.min(MAX_OUTPUT_CAP_BYTES)).unwrap_or(usize::MAX);
         let (stop_capture, stop_rx) = oneshot::channel();
-        let capture = AbortOnDrop(tokio::spawn(capture(attached.output, cap, stop_rx)));
+        let capture = AbortOnDrop(tokio::spawn(capture(attached.output, cap, stop_rx, live)));
 
         engine::call("start", t, self.docker.start_container(&container.id, None)).await?;
-        Ok(Prepared { dir, container, capture, stop_capture, started_at: Instant::now() })
+        Ok(Prepared { dir, folders, container, capture, stop_capture, started_at: Instant::now() })
     }
 
     /// From a running container to the outcome; cleans up whatever happens.
@@ -291,7 +323,7 @@ impl Runner {
         abort: watch::Receiver<bool>,
         on_started: impl FnOnce() + Send,
     ) -> RunReport {
-        let Prepared { dir, container, capture, stop_capture, started_at } = prepared;
+        let Prepared { dir, folders, container, capture, stop_capture, started_at } = prepared;
         on_started();
 
         let ending = self.wait_or_kill(&container.id, deadline, abort).await;
@@ -354,6 +386,8 @@ impl Runner {
         if let Err(e) = dir.remove().await {
             tracing::error!(job_id = %job.job_id, error = %e, "could not remove the job's directory");
         }
+        let mut failure = failure;
+        let artifacts = folders.finish(self.edge_files.as_ref(), job, &mut failure).await;
 
         RunReport {
             stdout_bytes_seen: stdout.bytes_seen,
@@ -369,6 +403,7 @@ impl Runner {
                 error_output_truncated: stderr.truncated,
                 compute_duration_s,
                 failure,
+                artifacts,
             },
         }
     }
@@ -424,6 +459,7 @@ impl Runner {
 /// The state between a successful start and the end of the job.
 struct Prepared {
     dir: JobDir,
+    folders: crate::storage::JobFolders,
     container: ContainerGuard,
     capture: AbortOnDrop<(Captured, Captured)>,
     stop_capture: oneshot::Sender<()>,
@@ -445,19 +481,36 @@ fn exit_code(
     }
 }
 
-/// Reads the attach stream into two bounded buffers until it ends or `stop` fires.
-async fn capture(mut output: OutputStream, cap: usize, mut stop: oneshot::Receiver<()>) -> (Captured, Captured) {
+/// Reads the attach stream into two bounded buffers until it ends or `stop` fires; what they keep also goes to
+/// `live` (which never waits: the container's output is drained at the engine's pace, whatever the edge does).
+async fn capture(
+    mut output: OutputStream,
+    cap: usize,
+    mut stop: oneshot::Receiver<()>,
+    live: Option<Arc<LiveOutput>>,
+) -> (Captured, Captured) {
+    use ouro_core::dispatch::OutputStream as Stream;
     let mut stdout = BoundedBuffer::new(cap);
     let mut stderr = BoundedBuffer::new(cap);
+    let live = live.as_deref();
+    let keep = |buffer: &mut BoundedBuffer, stream: Stream, bytes: &[u8]| {
+        if let Some(live) = live {
+            live.raw(stream, bytes);
+        }
+        let kept = buffer.push(bytes);
+        if let Some(live) = live {
+            live.push(stream, kept);
+        }
+    };
     loop {
         tokio::select! {
             biased;
             _ = &mut stop => break,
             item = output.next() => match item {
                 Some(Ok(LogOutput::StdOut { message })) | Some(Ok(LogOutput::Console { message })) => {
-                    stdout.push(&message)
+                    keep(&mut stdout, Stream::Stdout, &message)
                 }
-                Some(Ok(LogOutput::StdErr { message })) => stderr.push(&message),
+                Some(Ok(LogOutput::StdErr { message })) => keep(&mut stderr, Stream::Stderr, &message),
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "attach stream failed; keeping the output read so far");
@@ -467,7 +520,7 @@ async fn capture(mut output: OutputStream, cap: usize, mut stop: oneshot::Receiv
             },
         }
     }
-    (stdout.finish(), stderr.finish())
+    (stdout.finish_into(Stream::Stdout, live), stderr.finish_into(Stream::Stderr, live))
 }
 
 /// Waits for the capture to reach the end of the stream, or stops it after a grace period.
@@ -543,6 +596,7 @@ fn build_failure(job: &JobAssignment, err: BuildError, setup_started: Instant) -
             error_output_truncated: log.truncated,
             compute_duration_s: seconds,
             failure: Some(failure),
+            artifacts: Default::default(),
         },
         stdout_bytes_seen: 0,
         stderr_bytes_seen: log.bytes_seen,
@@ -562,6 +616,7 @@ pub fn internal_error(detail: &str, exit_code: Option<i64>) -> JobOutcome {
         error_output_truncated: false,
         compute_duration_s: 0.0,
         failure: Some(internal_failure(detail)),
+        artifacts: Default::default(),
     }
 }
 

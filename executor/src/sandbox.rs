@@ -119,6 +119,20 @@ pub struct SpecInput<'a> {
     pub command: Command<'a>,
     /// Value of [`LABEL_EXECUTOR`].
     pub executor_id: &'a str,
+    /// Host directory of the wallet's storage, bind-mounted read-write at `/scratch` (`mount_storage` jobs).
+    pub scratch_dir: Option<&'a Path>,
+    /// Host directory bind-mounted read-write at `/outputs`: what the job leaves there is returned.
+    pub outputs_dir: Option<&'a Path>,
+}
+
+fn bind(source: &Path, target: &str) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(source.to_string_lossy().into_owned()),
+        target: Some(target.into()),
+        read_only: Some(false),
+        ..Default::default()
+    }
 }
 
 /// Engine-side container name of a job (job ids are validated to `[A-Za-z0-9_-]` on the way in).
@@ -137,13 +151,12 @@ pub fn container_spec(input: &SpecInput<'_>) -> ContainerCreateBody {
         network_mode: Some("none".into()),
         readonly_rootfs: Some(true),
         tmpfs: Some(HashMap::from([("/tmp".to_string(), TMPFS_OPTIONS.to_string())])),
-        mounts: Some(vec![Mount {
-            typ: Some(MountType::BIND),
-            source: Some(input.job_dir.to_string_lossy().into_owned()),
-            target: Some(WORKSPACE.into()),
-            read_only: Some(false),
-            ..Default::default()
-        }]),
+        mounts: Some(
+            std::iter::once(bind(input.job_dir, WORKSPACE))
+                .chain(input.scratch_dir.map(|d| bind(d, ouro_core::storage::SCRATCH_MOUNT)))
+                .chain(input.outputs_dir.map(|d| bind(d, ouro_core::storage::OUTPUTS_MOUNT)))
+                .collect(),
+        ),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         // Output is read through attach; a log driver would store a second copy (and is 4x slower on floods).
@@ -196,6 +209,8 @@ mod tests {
             cpus,
             command,
             executor_id: "/tmp/ouro-executor",
+            scratch_dir: None,
+            outputs_dir: None,
         })
     }
 
@@ -273,6 +288,30 @@ mod tests {
         assert_eq!(mounts[0].source.as_deref(), Some("/tmp/ouro-executor/job-1"));
         assert_eq!(mounts[0].target.as_deref(), Some(WORKSPACE));
         assert_eq!(mounts[0].read_only, Some(false));
+    }
+
+    #[test]
+    fn scratch_and_outputs_are_bind_mounts_when_given() {
+        let input = SpecInput {
+            job_id: "job-1",
+            engine_image: "img",
+            job_dir: Path::new("/w/job-1"),
+            cpus: 1,
+            command: Command::Image,
+            executor_id: "/w",
+            scratch_dir: Some(Path::new("/w/job-1.scratch")),
+            outputs_dir: Some(Path::new("/w/job-1.outputs")),
+        };
+        let mounts = container_spec(&input).host_config.and_then(|h| h.mounts).unwrap_or_default();
+        let targets: Vec<_> = mounts.iter().map(|m| (m.source.as_deref(), m.target.as_deref(), m.read_only)).collect();
+        assert_eq!(
+            targets,
+            [
+                (Some("/w/job-1"), Some(WORKSPACE), Some(false)),
+                (Some("/w/job-1.scratch"), Some("/scratch"), Some(false)),
+                (Some("/w/job-1.outputs"), Some("/outputs"), Some(false)),
+            ]
+        );
     }
 
     #[test]

@@ -47,8 +47,11 @@ pub async fn start(config: &Config, deadline: DeadlineFn) -> Result<Executor, St
         .await
         .map_err(|source| StartError::Engine { socket: config.docker_socket.clone(), source })?;
     let runner = Runner::new(docker, config.images.clone(), config.work_dir.clone(), config.docker_timeout)
-        .with_build_settings(config.build.clone());
+        .with_build_settings(config.build.clone())
+        .with_edge_files(crate::storage::EdgeFiles::new(&config.edge_url, config.secret.clone())?);
     let swept = runner.sweep_leftovers().await?;
+    // Raw logs of jobs an earlier run did not finish: their jobs are lost with it.
+    let _ = std::fs::remove_dir_all(config.work_dir.join("logs"));
     if swept > 0 {
         tracing::warn!(containers = swept, "removed job containers left over by an earlier run");
     }
@@ -65,6 +68,9 @@ pub async fn start(config: &Config, deadline: DeadlineFn) -> Result<Executor, St
         edge: EdgeClient::new(&config.edge_url, config.secret.clone())?,
         result_retry: config.result_retry,
         abort: abort_rx,
+        cancels: Default::default(),
+        log_dir: config.work_dir.join("logs"),
+        log_cap: config.log_cap_bytes,
     });
     let state = AppState {
         secret: Arc::new(config.secret.clone()),

@@ -72,6 +72,19 @@ impl Slots {
         self.lock().running.len()
     }
 
+    /// Whether `job_id` runs here now, ran here (as long as finished ids are remembered), or neither.
+    pub fn presence(&self, job_id: &str) -> ouro_core::dispatch::JobPresence {
+        use ouro_core::dispatch::JobPresence;
+        let state = self.lock();
+        if state.running.contains(job_id) {
+            JobPresence::Running
+        } else if state.finished.contains(job_id) {
+            JobPresence::Finished
+        } else {
+            JobPresence::Unknown
+        }
+    }
+
     /// Takes a slot for `job_id`, or says why not. Duplicates are checked before capacity: a redelivered job
     /// must hear "already assigned" even when we are full, or the edge would retry it forever.
     pub fn try_acquire(self: &Arc<Self>, job_id: &str) -> Result<SlotGuard, Refusal> {
@@ -134,6 +147,18 @@ mod tests {
         assert_eq!(slots.try_acquire("a").err(), Some(Refusal::AlreadyAssigned));
         drop(a);
         assert_eq!(slots.try_acquire("a").err(), Some(Refusal::AlreadyAssigned));
+    }
+
+    #[test]
+    fn presence_follows_the_slot() {
+        use ouro_core::dispatch::JobPresence;
+        let slots = Slots::new(1);
+        assert_eq!(slots.presence("a"), JobPresence::Unknown);
+        let a = slots.try_acquire("a");
+        assert_eq!(slots.presence("a"), JobPresence::Running);
+        drop(a);
+        assert_eq!(slots.presence("a"), JobPresence::Finished);
+        assert_eq!(slots.presence("b"), JobPresence::Unknown);
     }
 
     #[test]

@@ -1,19 +1,67 @@
-//! One accepted job end to end: run it, tell the edge how it goes (build progress, running), deliver its result,
-//! free the slot.
+//! One accepted job end to end: run it, tell the edge how it goes (build progress, running, its output as it
+//! comes), deliver its result, free the slot. A job can be cancelled while it runs ([`Cancels`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ouro_core::dispatch::{JobAssignment, StatusReport};
-use ouro_core::job::JobStatus;
-use tokio::sync::{mpsc, watch};
+use ouro_core::dispatch::{Failure, JobAssignment, StatusReport};
+use ouro_core::job::{FailureReason, JobStatus};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::capture::{LiveOutput, RawLogs};
 use crate::report::EdgeClient;
 use crate::run::{internal_error, Runner};
 use crate::slots::SlotGuard;
 
 /// How long the result waits for the status reports to finish, so the edge sees them in order.
 const STATUS_BEFORE_RESULT: Duration = Duration::from_secs(5);
+/// How long the result waits for the last live output to reach the edge (its events come before the end).
+const OUTPUT_BEFORE_RESULT: Duration = Duration::from_secs(15);
+
+/// The running jobs that can be cancelled: each one's stop switch, and whether a cancel threw it.
+#[derive(Debug, Default)]
+pub struct Cancels {
+    running: Mutex<HashMap<String, Arc<CancelSwitch>>>,
+}
+
+#[derive(Debug)]
+struct CancelSwitch {
+    stop: watch::Sender<bool>,
+    cancelled: AtomicBool,
+}
+
+impl Cancels {
+    /// Stops `job_id` if it runs here; `false` when it does not (never came, or its run is over).
+    pub fn cancel(&self, job_id: &str) -> bool {
+        let switch = self.running.lock().ok().and_then(|m| m.get(job_id).cloned());
+        match switch {
+            Some(s) => {
+                s.cancelled.store(true, Ordering::SeqCst);
+                let _ = s.stop.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn register(&self, job_id: &str) -> (Arc<CancelSwitch>, watch::Receiver<bool>) {
+        let (stop, rx) = watch::channel(false);
+        let switch = Arc::new(CancelSwitch { stop, cancelled: AtomicBool::new(false) });
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(job_id.to_string(), Arc::clone(&switch));
+        }
+        (switch, rx)
+    }
+
+    fn forget(&self, job_id: &str) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(job_id);
+        }
+    }
+}
 
 /// What every job task shares.
 #[derive(Debug)]
@@ -23,6 +71,10 @@ pub struct Worker {
     pub result_retry: Duration,
     /// Turns true at shutdown, after the drain period: running jobs are killed.
     pub abort: watch::Receiver<bool>,
+    pub cancels: Cancels,
+    /// Where the raw logs of running jobs are written, and how much of each stream (0: no logs).
+    pub log_dir: PathBuf,
+    pub log_cap: u64,
 }
 
 impl Worker {
@@ -48,19 +100,46 @@ impl Worker {
             let _ = progress_events.send(StatusReport { status: JobStatus::Processing, message });
         };
 
+        // The job's own stop switch: thrown by a cancel, or by the shutdown's abort.
+        let (switch, stop) = self.cancels.register(&job_id);
+        let mut shutdown = self.abort.clone();
+        let forward = Arc::clone(&switch);
+        let shutdown_task = tokio::spawn(async move {
+            if shutdown.wait_for(|stop| *stop).await.is_ok() {
+                let _ = forward.stop.send(true);
+            }
+        });
+
+        let live = Arc::new(match self.log_cap {
+            0 => LiveOutput::default(),
+            cap => match RawLogs::create(&self.log_dir, &job_id, cap) {
+                Ok(logs) => LiveOutput::with_raw_logs(logs),
+                Err(e) => {
+                    tracing::warn!(job_id = %job_id, error = %e, "cannot write the raw log; the job runs without");
+                    LiveOutput::default()
+                }
+            },
+        });
+        let (output_done, output_done_rx) = oneshot::channel();
+        let (edge, output_job_id, output_live) = (self.edge.clone(), job_id.clone(), Arc::clone(&live));
+        let output_task =
+            tokio::spawn(async move { edge.stream_output(&output_job_id, output_live, output_done_rx).await });
+
         // In its own task so a panic in the run becomes a failed job instead of a silently lost one (the
         // container guard removes the container during the unwind).
         let this = Arc::clone(&self);
-        let run_job = job.clone();
+        let (run_job, run_live) = (job.clone(), Arc::clone(&live));
         let run = tokio::spawn(async move {
-            this.runner
-                .run_with_progress(&run_job, deadline, this.abort.clone(), progress, move || {
-                    let _ =
-                        events.send(StatusReport { status: JobStatus::Running, message: "container started".into() });
-                })
-                .await
+            let started = move || {
+                let _ = events.send(StatusReport { status: JobStatus::Running, message: "container started".into() });
+            };
+            this.runner.run_live(&run_job, deadline, stop, progress, started, Some(run_live)).await
         });
-        let outcome = match run.await {
+        let run = run.await;
+        shutdown_task.abort();
+        self.cancels.forget(&job_id);
+        let cancelled = switch.cancelled.load(Ordering::SeqCst);
+        let outcome = match run {
             Ok(report) => {
                 tracing::info!(
                     job_id = %job_id,
@@ -82,6 +161,14 @@ impl Worker {
             }
         };
 
+        let outcome = if cancelled { as_cancelled(outcome) } else { outcome };
+
+        let _ = output_done.send(());
+        if tokio::time::timeout(OUTPUT_BEFORE_RESULT, output_task).await.is_err() {
+            tracing::warn!(job_id = %job_id, "live output still pending; sending the result anyway");
+        }
+        // The full log is at the edge before the job ends there.
+        self.edge.upload_logs(&job_id, live.finish_raw_logs()).await;
         if tokio::time::timeout(STATUS_BEFORE_RESULT, status_task).await.is_err() {
             tracing::warn!(job_id = %job_id, "status reports still pending; sending the result anyway");
         }
@@ -91,4 +178,22 @@ impl Worker {
         }
         drop(slot);
     }
+}
+
+/// A run stopped by the payer's cancel reads as such (the stop looks like a shutdown to the runner). A job that
+/// ended on its own before the kill keeps its own outcome: exactly one end, the one that happened.
+fn as_cancelled(mut outcome: ouro_core::dispatch::JobOutcome) -> ouro_core::dispatch::JobOutcome {
+    if let Some(f) = &outcome.failure {
+        if f.reason == FailureReason::InternalError {
+            outcome.failure = Some(Failure {
+                reason: FailureReason::Cancelled,
+                stage: f.stage,
+                message: "The job was cancelled by its payer and its container was stopped; the output printed until \
+                          then is kept."
+                    .into(),
+            });
+            outcome.exit_code = None;
+        }
+    }
+    outcome
 }

@@ -112,6 +112,15 @@ pub fn file_mode(content: &[u8]) -> u32 {
 /// component at a time and must be real directories, and the file is created exclusively (which refuses a
 /// symlink in its place).
 fn write_new(root: &Path, relative: &str, content: &[u8], mode: u32) -> Result<(), WorkspaceError> {
+    let (mut file, path) = create_new_file(root, relative, mode)?;
+    file.write_all(content).map_err(WorkspaceError::at("write", &path))?;
+    Ok(())
+}
+
+/// Creates `relative` (a checked path) under `root` for writing, with the rules of [`write_new`]: parents made
+/// one component at a time and never followed through a symlink, the file created exclusively, all owned by the
+/// sandbox user. Answers the open file and its host path.
+pub fn create_new_file(root: &Path, relative: &str, mode: u32) -> Result<(std::fs::File, PathBuf), WorkspaceError> {
     let components: Vec<&str> = relative.split('/').collect();
     let (name, parents) = components.split_last().unwrap_or((&"", &[]));
     let mut dir = root.to_path_buf();
@@ -133,18 +142,18 @@ fn write_new(root: &Path, relative: &str, content: &[u8], mode: u32) -> Result<(
         }
     }
     let path = dir.join(name);
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(WorkspaceError::at("create", &path))?;
-    file.write_all(content).map_err(WorkspaceError::at("write", &path))?;
     // The umask may have narrowed the mode given at creation.
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(WorkspaceError::at("set the mode of", &path))?;
     fchown(&file, Some(SANDBOX_UID), Some(SANDBOX_GID)).map_err(WorkspaceError::at("chown", &path))?;
-    Ok(())
+    Ok((file, path))
 }
 
 fn remove_tree(path: &Path) -> io::Result<()> {

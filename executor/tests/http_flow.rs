@@ -58,6 +58,16 @@ async fn fake_status(
     StatusCode::OK
 }
 
+async fn fake_output(
+    State(edge): State<FakeEdge>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    record(&edge, "output", &format!("/internal/jobs/{id}/output"), id, &headers, body);
+    StatusCode::OK
+}
+
 async fn fake_result(
     State(edge): State<FakeEdge>,
     Path(id): Path<String>,
@@ -84,6 +94,7 @@ async fn start_fake_edge(flaky: Vec<String>) -> (String, mpsc::UnboundedReceiver
     let app = Router::new()
         .route("/internal/jobs/{id}/status", post(fake_status))
         .route("/internal/jobs/{id}/result", post(fake_result))
+        .route("/internal/jobs/{id}/output", post(fake_output))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake edge");
     let addr = listener.local_addr().expect("fake edge address");
@@ -158,6 +169,7 @@ async fn assignments_are_authenticated_run_and_reported() {
         result_retry: Duration::from_secs(20),
         drain: Duration::from_secs(5),
         build: Default::default(),
+        log_cap_bytes: 1024 * 1024,
     };
     let deadline: DeadlineFn = Arc::new(|job: &JobAssignment| Duration::from_secs(u64::from(job.time_limit_min) * 60));
     let executor = server::start(&config, deadline).await.expect("executor starts");
@@ -229,6 +241,36 @@ async fn assignments_are_authenticated_run_and_reported() {
     let outcome: JobOutcome = serde_json::from_slice(&result.body).expect("job outcome");
     assert_eq!(outcome.output, "retried\n");
 
+    // Output streams to the edge while the job runs; a cancel (signed) kills it, and the result says so.
+    wait_for_free_slot(&client).await;
+    let long = common::job("cancelled", "ouro-ubuntu", "echo before; sleep 60; echo after");
+    let (status, _, body) = client.assign(&long, Some(SECRET)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let live = next_call(&mut calls, "output", &long.job_id, &mut seen).await;
+    assert!(live.signature_ok, "output call is signed");
+    let batch: ouro_core::dispatch::OutputBatch = serde_json::from_slice(&live.body).expect("an output batch");
+    assert_eq!((batch.chunks[0].seq, batch.chunks[0].data.as_str()), (0, "before\n"));
+    let cancel_path = ouro_core::dispatch::executor_cancel_path(&long.job_id);
+    let cancel = |secret: &'static [u8]| {
+        let ts = unix_now();
+        client
+            .http
+            .post(format!("{}{cancel_path}", client.base))
+            .header(HEADER_TIMESTAMP, ts.to_string())
+            .header(HEADER_SIGNATURE, sign_request(secret, ts, "POST", &cancel_path, b""))
+            .send()
+    };
+    assert_eq!(cancel(b"wrong secret").await.expect("answers").status(), StatusCode::UNAUTHORIZED);
+    let asked = std::time::Instant::now();
+    assert_eq!(cancel(SECRET).await.expect("answers").status(), StatusCode::ACCEPTED);
+    let result = next_call(&mut calls, "result", &long.job_id, &mut seen).await;
+    assert!(asked.elapsed() < Duration::from_secs(10), "killed in {:?}", asked.elapsed());
+    let outcome: JobOutcome = serde_json::from_slice(&result.body).expect("job outcome");
+    let failure = outcome.failure.expect("a cancelled job failed");
+    assert_eq!(failure.reason, ouro_core::job::FailureReason::Cancelled);
+    assert_eq!(outcome.output, "before\n", "the output before the cancel is kept");
+    assert_eq!(cancel(SECRET).await.expect("answers").status(), StatusCode::NOT_FOUND, "not running any more");
+
     executor.shutdown().await;
     let _ = std::fs::remove_dir_all(&work_dir);
 }
@@ -274,6 +316,7 @@ async fn workspace_jobs_are_accepted_and_report_their_build() {
         result_retry: Duration::from_secs(20),
         drain: Duration::from_secs(5),
         build: Default::default(),
+        log_cap_bytes: 1024 * 1024,
     };
     let deadline: DeadlineFn = Arc::new(|job: &JobAssignment| Duration::from_secs(u64::from(job.time_limit_min) * 60));
     let executor = server::start(&config, deadline).await.expect("executor starts");

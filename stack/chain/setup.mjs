@@ -2,7 +2,7 @@
 // Prepares a local anvil (chain id 84532) for x402 payments:
 //   - installs TestUSDC's runtime code at the Base Sepolia USDC address and Multicall3 at its canonical address
 //     (anvil_setCode; both contracts are compiled offline with solc-js, cached under chain/build/),
-//   - tops up anvil accounts 1..29 to at least 1,000 USDC (one Multicall3 tx of `mint` calls from account 0).
+//   - tops up anvil accounts 1..39 to at least 1,000 USDC (one Multicall3 tx of `mint` calls from account 0).
 // Idempotent: when the code and balances are already in place it changes nothing and says so.
 // stdout: one JSON line {token, multicall, funded, alreadySetUp, ...}; errors go to stderr with exit code 1.
 //
@@ -110,8 +110,8 @@ async function main() {
     fail(`token at ${TOKEN_ADDRESS} answers name=${name} version=${version} decimals=${decimals} separator=${separator}; expected USDC/2/6/${expectedSeparator}`);
   }
 
-  // 3. Balances: top accounts 1..29 up to FUND_AMOUNT with one aggregate3 tx of mint() calls.
-  const recipients = ANVIL_ADDRESSES.slice(1, 30);
+  // 3. Balances: top accounts 1..39 up to FUND_AMOUNT with one aggregate3 tx of mint() calls.
+  const recipients = ANVIL_ADDRESSES.slice(1, 40);
   const balances = await Promise.all(recipients.map((a) => read("balanceOf", [a])));
   const mints = recipients
     .map((to, i) => ({ to, amount: FUND_AMOUNT - balances[i] }))

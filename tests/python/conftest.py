@@ -1,7 +1,7 @@
 """Shared fixtures for the Python x402 SDK tests against the running local stack.
 
 Env (set by `cargo xtask test`, defaulting to the local stack): OURO_URL, OURO_RPC_URL, OURO_ACCOUNTS_FILE.
-Only account index 9 is used here: the other funded accounts belong to concurrent tests.
+Account 9 is this suite's (test_v1_*.py pays from 14, money safety's): the others belong to concurrent tests.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ def test_schemathesis_finds_no_5xx_and_no_contradiction(ouro_url):
             "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             "--phases", "examples,coverage,fuzzing",
             "--max-examples", "30",
-            "--workers", "2",
+            # One worker: with two, hypothesis parses lambdas from two threads and CPython 3.11 can fail its AST
+            # check ("AST constructor recursion depth mismatch", gh-106905), a crash of the tool, not a finding.
+            "--workers", "1",
             "--request-timeout", "30",
             "--generation-database", "none",
         ],

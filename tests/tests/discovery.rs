@@ -485,9 +485,11 @@ async fn every_public_route_of_the_router_is_documented() {
     let doc = get_ok("/openapi.json").await;
     let paths = doc["paths"].as_object().unwrap();
     for (method, pattern) in routes.iter().filter(|(_, p)| !p.starts_with("/internal/")) {
-        // matchit's `:name` is OpenAPI's `{name}`; the parameter's name may differ, its place may not.
+        // matchit's `:name` (and the catch-all `*name`) is OpenAPI's `{name}`; the parameter's name may differ,
+        // its place may not.
         let shape = |p: &str| {
-            p.split('/').map(|s| if s.starts_with(':') || s.starts_with('{') { "{}" } else { s }).collect::<Vec<_>>().join("/")
+            let param = |s: &str| s.starts_with(':') || s.starts_with('*') || s.starts_with('{');
+            p.split('/').map(|s| if param(s) { "{}" } else { s }).collect::<Vec<_>>().join("/")
         };
         let documented = paths.iter().find(|(p, _)| shape(p) == shape(pattern));
         let Some((_, item)) = documented else { panic!("{method} {pattern} is routed but not in /openapi.json") };

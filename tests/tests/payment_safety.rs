@@ -1,11 +1,7 @@
-//! Nobody pays for nothing, and no payment buys twice: refused payments move no money and create no job; the
-//! same payment sent again answers with the job it already bought.
+//! Nobody pays for nothing: refused payments move no money and create no job.
 
-use alloy_primitives::U256;
 use ouro_client::sign_payment;
-use ouro_core::pricing::parse_usd;
-use ouro_core::x402::header;
-use ouro_e2e::{authorization_used, client, finished, usdc_balance, wallet, Account};
+use ouro_e2e::{authorization_used, client, usdc_balance, wallet, Account};
 use serde_json::json;
 
 #[tokio::test]
@@ -48,31 +44,5 @@ async fn bad_payments_are_402_with_no_job_and_no_charge() {
     assert_eq!(usdc_balance(payer.address).await, before, "no money moved");
 }
 
-#[tokio::test]
-async fn the_same_payment_twice_buys_one_job() {
-    let client = client().await;
-    let payer = wallet(Account::Replay);
-    let body = json!({"script": "echo once"});
-    let before = usdc_balance(payer.address).await;
-    let required = client.submit_unpaid(&body).await.unwrap().into_payment_required().unwrap();
-    let payment = sign_payment(&payer.key, &required, |_| {}).unwrap();
-    let first = client.submit_paid(&body, &payment).await.unwrap();
-    assert_eq!(first.status, 200, "{}", first.body);
-    let second = client.submit_paid(&body, &payment).await.unwrap();
-    assert_eq!(second.status, 200, "{}", second.body);
-    assert_eq!(first.body["job_id"], second.body["job_id"], "the replay answers with the job it bought");
-    assert_eq!(
-        first.payment_response.as_ref().map(|s| &s.transaction),
-        second.payment_response.as_ref().map(|s| &s.transaction)
-    );
-    // The same authorization with another body is a conflict, not a second job.
-    let other = client.submit_with_header(&json!({"script": "echo twice"}), &header::encode(&payment)).await.unwrap();
-    assert_eq!(other.status, 409, "{}", other.body);
-
-    let job_id = first.body["job_id"].as_str().unwrap();
-    let job = finished(&client, job_id, std::time::Duration::from_secs(180)).await;
-    assert_eq!(job["output"], "once\n");
-    let price = U256::from(parse_usd(first.body["price"].as_str().unwrap()).unwrap());
-    assert_eq!(before - usdc_balance(payer.address).await, price, "charged once");
-    assert!(authorization_used(payer.address, &payment.payload.authorization.nonce).await);
-}
+// The same payment sent again (sequentially and concurrently), with another body, or with a payment identifier:
+// tests/tests/money.rs.

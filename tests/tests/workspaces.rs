@@ -12,9 +12,16 @@ fn file(path: &str, content: &str) -> Value {
     json!({ "path": path, "content": content })
 }
 
+/// The suite pays from a pool of wallets in turn: its many paid jobs would pass one wallet's rate limit.
+fn next_payer() -> ouro_e2e::Wallet {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let pool = [Account::WorkspacesA, Account::WorkspacesB, Account::WorkspacesC];
+    wallet(pool[NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % pool.len()])
+}
+
 async fn run(body: Value) -> Value {
     let client = client().await;
-    let payer = wallet(Account::Images);
+    let payer = next_payer();
     let paid = client.pay_and_submit(&payer.key, &body).await.unwrap_or_else(|e| panic!("paying for {body}: {e}"));
     finished(&client, &paid.job_id, BUILD_JOB).await
 }

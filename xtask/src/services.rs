@@ -83,7 +83,7 @@ pub fn ensure_anvil() -> Result<bool> {
         wait_ready("anvil", Duration::from_secs(30), anvil_ready)?;
         true
     };
-    // Idempotent: installs the token and Multicall3 and tops up accounts 1-29 only where needed.
+    // Idempotent: installs the token and Multicall3 and tops up accounts 1-39 only where needed.
     let summary = procs::output(
         "chain setup",
         Command::new(paths::node())
@@ -91,7 +91,7 @@ pub fn ensure_anvil() -> Result<bool> {
             .args(["--rpc", &format!("http://127.0.0.1:{ANVIL_PORT}")]),
     )?;
     if !summary.contains("\"alreadySetUp\":true") {
-        say("chain set up: test USDC at 0x036CbD53842c5426634e7929541eC2318f3dCF7e, accounts 1-29 funded");
+        say("chain set up: test USDC at 0x036CbD53842c5426634e7929541eC2318f3dCF7e, accounts 1-39 funded");
     }
     Ok(started)
 }
@@ -136,6 +136,58 @@ pub fn dev_vars() -> Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
+}
+
+/// Entries `.dev.vars` must have, added when missing (a checkout made before they existed keeps its secrets):
+/// the operator token of `GET /api/ledger`, and the local stack's overrides of the submit limits. The suite
+/// submits hundreds of jobs a minute from 127.0.0.1, so the per-IP and service-wide limits are raised here;
+/// `wrangler.toml` keeps the documented values, and the per-wallet limits (each suite pays from its own
+/// accounts) stay real.
+pub fn ensure_dev_vars_entries() -> Result<()> {
+    let path = paths::root().join(".dev.vars");
+    let text = fs::read_to_string(&path).map_err(|e| crate::Error(format!("reading {}: {e}", path.display())))?;
+    let has = |key: &str| text.lines().any(|l| l.trim_start().starts_with(&format!("{key}=")));
+    let mut added = String::new();
+    if !has("OPERATOR_TOKEN") {
+        let mut buf = [0u8; 24];
+        use std::io::Read;
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .map_err(|e| crate::Error(format!("reading /dev/urandom: {e}")))?;
+        let token: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+        added.push_str(&format!("OPERATOR_TOKEN={token}\n"));
+    }
+    for (key, value) in LOCAL_OVERRIDES {
+        if !has(key) {
+            added.push_str(&format!("{key}={value}\n"));
+        }
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    let mut text = text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# Added by `cargo xtask up`: the ledger's operator token and the local stack's submit-limit overrides.\n");
+    text.push_str(&added);
+    fs::write(&path, text).map_err(|e| crate::Error(format!("writing {}: {e}", path.display())))
+}
+
+/// `[vars]` the local stack overrides in `.dev.vars` (see [`ensure_dev_vars_entries`]).
+const LOCAL_OVERRIDES: [(&str, &str); 2] = [("SUBMIT_LIMIT_PER_IP", "1000000"), ("SUBMIT_LIMIT_TOTAL", "1000000")];
+
+/// A fresh anvil is a chain without any of the settlements the local D1 remembers: the edge's state (D1, R2,
+/// Queues) is reset with it, so that the ledger and the chain keep agreeing. The edge runs from that state, so
+/// it is stopped first and started again by `ensure_edge`.
+pub fn reset_edge_state() -> Result<()> {
+    let dir = paths::state().join("wrangler");
+    if !dir.exists() {
+        return Ok(());
+    }
+    say("anvil started from genesis: resetting the edge's local D1/R2/Queue state to match the new chain");
+    procs::stop("edge")?;
+    fs::remove_dir_all(&dir).map_err(|e| crate::Error(format!("removing {}: {e}", dir.display())))
 }
 
 fn secret(vars: &[(String, String)], name: &str) -> Result<String> {

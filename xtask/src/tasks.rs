@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::services::{self, ANVIL_PORT, EDGE_PORT, EXECUTOR_PORT, FACILITATOR_PORT};
 use crate::{fail, install, paths, procs, Result};
 
-/// The anvil account the demo pays with (the end-to-end tests use accounts 2-9).
+/// The anvil account the demo pays with (the end-to-end tests use accounts 2-28).
 const DEMO_ACCOUNT: usize = 1;
 
 fn accounts() -> Result<Vec<(String, String)>> {
@@ -28,6 +28,7 @@ pub fn up() -> Result<Vec<&'static str>> {
     install::apt_packages()?;
     install::npm_packages()?;
     let vars = services::dev_vars()?;
+    services::ensure_dev_vars_entries()?;
     let mut started = Vec::new();
     let mut note = |name: &'static str, did: bool| {
         if did {
@@ -36,7 +37,11 @@ pub fn up() -> Result<Vec<&'static str>> {
     };
     note("dockerd", services::ensure_docker()?);
     services::ensure_images()?;
-    note("anvil", services::ensure_anvil()?);
+    let fresh_chain = services::ensure_anvil()?;
+    if fresh_chain {
+        services::reset_edge_state()?;
+    }
+    note("anvil", fresh_chain);
     note("facilitator", services::ensure_facilitator()?);
     note("executor", services::ensure_executor(&vars)?);
     note("edge", services::ensure_edge()?);
@@ -56,7 +61,7 @@ fn print_summary() -> Result<()> {
     for (i, (address, key)) in accounts()?.iter().enumerate().skip(1).take(9) {
         eprintln!("  {i}  {address}  {key}");
     }
-    eprintln!("  (accounts 10-29, also funded: stack/chain/accounts.json)");
+    eprintln!("  (accounts 10-39, also funded: stack/chain/accounts.json)");
     eprintln!();
     Ok(())
 }
@@ -175,9 +180,42 @@ fn run_suites(filter: &[&String]) -> Result<()> {
         }
     }
 
+    if filter.is_empty() {
+        eprintln!("==> JavaScript tests: the official npm x402 client (@x402/fetch + @x402/evm) paying the stack");
+        let mut node = Command::new(paths::node());
+        node.arg("--test").args(js_tests()?).current_dir(paths::root());
+        node.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Err(e) = procs::run("node --test", &mut node) {
+            failures.push(e.0);
+        }
+
+        // Last, once nothing else pays: the ledger in D1 against payTo's balance on chain.
+        eprintln!("==> Reconciliation: settled payments in D1 == payTo's test-USDC balance on chain");
+        let mut reconcile = Command::new("cargo");
+        reconcile
+            .args(["test", "-p", "ouro-e2e", "--test", "reconciliation", "--", "--ignored"])
+            .current_dir(paths::root());
+        reconcile.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Err(e) = procs::run("reconciliation", &mut reconcile) {
+            failures.push(e.0);
+        }
+    }
+
     if failures.is_empty() {
         Ok(())
     } else {
         fail(failures.join("; "))
     }
+}
+
+/// `tests/js/*.test.mjs`, sorted.
+fn js_tests() -> Result<Vec<std::path::PathBuf>> {
+    let dir = paths::root().join("tests/js");
+    let entries = fs::read_dir(&dir).map_err(|e| crate::Error(format!("reading {}: {e}", dir.display())))?;
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+        .collect();
+    files.sort();
+    Ok(files)
 }

@@ -48,9 +48,10 @@ struct Cli {
     /// Anvil accounts file; the payer is the account with index `--account`.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../stack/chain/accounts.json"))]
     accounts: PathBuf,
-    /// Account index that pays (1 is reserved for benchmarks; the others belong to the tests).
-    #[arg(long, default_value_t = 1)]
-    account: u64,
+    /// Account indexes that pay, in turn (1 and 29 are for demos and benchmarks; the others belong to the tests).
+    /// The edge admits 10 paid submits per minute per wallet and the rounds pay faster than that, so they rotate.
+    #[arg(long, value_delimiter = ',', default_value = "1,29")]
+    account: Vec<u64>,
     /// Work dir for the bare runs' workspaces (must differ from the running executor's).
     #[arg(long, default_value = "/tmp/ouro-bench")]
     work_dir: PathBuf,
@@ -88,7 +89,9 @@ async fn main() -> Result<()> {
     ensure!(cli.work_dir != std::path::Path::new("/tmp/ouro-executor"), "--work-dir must not be the executor's");
     let sample_timeout = Duration::from_secs(cli.sample_timeout_s.max(1));
 
-    let key = load_key(&cli.accounts, cli.account)?;
+    ensure!(!cli.account.is_empty(), "--account names at least one account");
+    let keys = cli.account.iter().map(|&i| load_key(&cli.accounts, i)).collect::<Result<Vec<_>>>()?;
+    let key_for = |round: usize| &keys[round % keys.len()];
     let client = Client::new(cli.edge.clone())?;
     let api_timeout = Duration::from_secs(30);
     let docker = engine::connect(&cli.docker_socket, api_timeout).await.context("connecting to the Docker engine")?;
@@ -101,7 +104,7 @@ async fn main() -> Result<()> {
     let run_id = std::process::id();
     eprintln!("warm-up (not counted)...");
     bare(&runner, &format!("bench-{run_id}-warm"), sample_timeout, abort_rx.clone()).await?;
-    paid(&client, &key, sample_timeout).await?;
+    paid(&client, key_for(0), sample_timeout).await?;
 
     let mut bares = Vec::with_capacity(cli.rounds);
     let mut paids = Vec::with_capacity(cli.rounds);
@@ -110,9 +113,9 @@ async fn main() -> Result<()> {
         // Alternate which goes first so neither always runs right after the other's teardown.
         if round % 2 == 0 {
             bares.push(bare(&runner, &id, sample_timeout, abort_rx.clone()).await?);
-            paids.push(paid(&client, &key, sample_timeout).await?);
+            paids.push(paid(&client, key_for(round + 1), sample_timeout).await?);
         } else {
-            paids.push(paid(&client, &key, sample_timeout).await?);
+            paids.push(paid(&client, key_for(round + 1), sample_timeout).await?);
             bares.push(bare(&runner, &id, sample_timeout, abort_rx.clone()).await?);
         }
         let (b, p) = (bares.last().unwrap(), paids.last().unwrap());
@@ -161,6 +164,8 @@ async fn bare(runner: &Runner, id: &str, timeout: Duration, abort: watch::Receiv
         cpus: 1,
         time_limit_min: 1,
         output_cap_bytes: 1 << 20,
+        mount_storage: false,
+        output_limits: Default::default(),
     };
     let started = Instant::now();
     // The runner kills the container at `timeout`; the outer bound covers a wedged engine call sequence.

@@ -1,10 +1,13 @@
 //! x402 version 2, scheme `exact` on EVM: the wire types, the header codec, the requirements a request gets,
-//! the bound quote carried in them, and the local checks a payment must pass before the facilitator sees it.
+//! the bound quote carried in them, and the local checks a payment must pass before the facilitator sees it;
+//! version 1 for legacy clients (`v1`) and the `payment-identifier` extension.
 
 pub mod checks;
 pub mod header;
+pub mod payment_identifier;
 pub mod quote;
 pub mod types;
+pub mod v1;
 
 pub use checks::{check_payment, PaymentRejection, VerifiedPayment};
 pub use types::*;

@@ -19,6 +19,12 @@ fn opt(v: Option<&str>) -> JsValue {
     v.map(JsValue::from_str).unwrap_or(JsValue::NULL)
 }
 
+pub mod credits;
+pub mod events;
+pub mod payments;
+pub mod sweep;
+pub mod storage;
+
 fn stmt(db: &D1Database, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement> {
     db.prepare(sql).bind(args)
 }
@@ -57,21 +63,41 @@ pub struct JobRow {
     /// JSON array of `{path, size}`.
     pub files_json: String,
     pub workspace_key: Option<String>,
+    /// Credit spent on the job (atomic; migration 0008).
+    #[serde(default)]
+    pub credit_applied_atomic: u64,
+    /// Storage and output files (migration 0007).
+    #[serde(default)]
+    pub mount_storage: u8,
+    /// JSON `storage::Artifacts` of the job's end: output files, skipped files, the storage sync summary.
+    #[serde(default)]
+    pub artifacts_json: Option<String>,
+    /// The executor that took the job (set when it moves to `processing`).
+    #[serde(default)]
+    pub executor_url: Option<String>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub webhook_state: Option<String>,
+    #[serde(default)]
+    pub webhook_attempts: Option<u32>,
+    #[serde(default)]
+    pub webhook_last_status: Option<u16>,
+    #[serde(default)]
+    pub webhook_delivery_id: Option<String>,
+    #[serde(default)]
+    pub cancel_requested_at: Option<u64>,
 }
 
 /// The columns of a [`PaymentRow`].
-const PAYMENT_COLUMNS: &str =
-    "SELECT payer, nonce, state, amount_atomic, network, spec_digest, job_id, tx_hash FROM payments";
+const PAYMENT_COLUMNS: &str = "SELECT nonce, amount_atomic, network, tx_hash FROM payments";
 
+/// What a job's detail shows of the payment that bought it (the pipeline's own view is `payments::PaymentState`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentRow {
-    pub payer: String,
     pub nonce: String,
-    pub state: String,
     pub amount_atomic: u64,
     pub network: String,
-    pub spec_digest: String,
-    pub job_id: Option<String>,
     pub tx_hash: Option<String>,
 }
 
@@ -98,28 +124,6 @@ pub struct NewJob<'a> {
     pub now_ms: u64,
 }
 
-pub struct NewPayment<'a> {
-    pub payer: &'a str,
-    pub nonce: &'a str,
-    pub amount_atomic: u64,
-    pub network: &'a str,
-    pub asset: &'a str,
-    pub pay_to: &'a str,
-    pub valid_before: u64,
-    pub spec_digest: &'a str,
-    pub now_ms: u64,
-}
-
-pub async fn find_payment(db: &D1Database, payer: &str, nonce: &str) -> Result<Option<PaymentRow>> {
-    stmt(
-        db,
-        &format!("{PAYMENT_COLUMNS} WHERE payer = ?1 AND nonce = ?2"),
-        &[s(payer), s(nonce)],
-    )?
-    .first(None)
-    .await
-}
-
 pub async fn payment_for_job(db: &D1Database, job_id: &str) -> Result<Option<PaymentRow>> {
     stmt(
         db,
@@ -130,42 +134,12 @@ pub async fn payment_for_job(db: &D1Database, job_id: &str) -> Result<Option<Pay
     .await
 }
 
-/// Inserts the `(payer, nonce)` guard. `Ok(false)` when a row for it already exists (a replay or a
-/// concurrent twin): the primary key is the lock, so two requests can never both go on to settle.
-pub async fn reserve_payment(db: &D1Database, p: &NewPayment<'_>) -> Result<bool> {
-    let changed = changed_rows(stmt(
-        db,
-        "INSERT INTO payments (payer, nonce, state, amount_atomic, network, asset, pay_to, valid_before, \
-         spec_digest, created_at) VALUES (?1, ?2, 'reserved', ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-         ON CONFLICT (payer, nonce) DO NOTHING",
-        &[
-            s(p.payer),
-            s(p.nonce),
-            n(p.amount_atomic as f64),
-            s(p.network),
-            s(p.asset),
-            s(p.pay_to),
-            n(p.valid_before as f64),
-            s(p.spec_digest),
-            n(p.now_ms as f64),
-        ],
-    )?)
-    .await?;
-    Ok(changed == 1)
-}
-
-/// Drops a reservation that bought nothing (verify or settle refused, facilitator unreachable before settle),
-/// so that the same authorization can be tried again.
-pub async fn release_payment(db: &D1Database, payer: &str, nonce: &str) -> Result<()> {
-    stmt(db, "DELETE FROM payments WHERE payer = ?1 AND nonce = ?2 AND state = 'reserved'", &[s(payer), s(nonce)])?
-        .run()
-        .await?;
-    Ok(())
-}
-
 /// The job row, the settled payment, the first event and the job's builder codes, in one batch: a settled
-/// payment always has its job.
-pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_hash: &str) -> Result<()> {
+/// payment always has its job. Idempotent per payment: when `(payer, nonce)` is already settled (a concurrent
+/// twin or a reconciliation got there first) nothing is written and the answer is `false`; the winner's job is
+/// the payment row's `job_id`. `tx_hash` is `None` when the chain says the transfer happened but the
+/// transaction is not known.
+pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_hash: Option<&str>) -> Result<bool> {
     let spec = job.spec;
     let now = n(job.now_ms as f64);
     let mut batch = vec![
@@ -173,7 +147,8 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
             db,
             "INSERT INTO jobs (id, status, payer, submitter_address, script, image, cpus, time_limit_min, \
              price_atomic, spec_digest, submitted_at, entrypoint, file_count, files_json, workspace_key) \
-             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             SELECT ?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+             WHERE NOT EXISTS (SELECT 1 FROM payments WHERE payer = ?2 AND nonce = ?15 AND state = 'settled')",
             &[
                 s(job.id),
                 s(job.payer),
@@ -189,19 +164,33 @@ pub async fn record_paid_job(db: &D1Database, job: &NewJob<'_>, nonce: &str, tx_
                 n(spec.files.len() as f64),
                 s(&files_listing(&spec.files)),
                 opt(job.workspace_key),
+                s(nonce),
             ],
         )?,
         stmt(
             db,
-            "UPDATE payments SET state = 'settled', job_id = ?3, tx_hash = ?4, settled_at = ?5 \
-             WHERE payer = ?1 AND nonce = ?2",
-            &[s(job.payer), s(nonce), s(job.id), s(tx_hash), now.clone()],
+            "UPDATE payments SET state = 'settled', job_id = ?3, tx_hash = COALESCE(?4, tx_hash), settled_at = ?5, \
+             lease_until = 0 WHERE payer = ?1 AND nonce = ?2 AND state != 'settled' \
+             AND EXISTS (SELECT 1 FROM jobs WHERE id = ?3)",
+            &[s(job.payer), s(nonce), s(job.id), opt(tx_hash), now.clone()],
         )?,
-        event_stmt(db, job.id, "status", &format!("paid ({tx_hash}); queued"), job.now_ms)?,
+        stmt(
+            db,
+            "INSERT INTO job_events (job_id, type, message, created_at, status) SELECT ?1, 'status', ?2, ?3, 'pending' \
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+            &[s(job.id), s(&format!("paid ({}); queued", tx_hash.unwrap_or("transaction not known"))), now.clone()],
+        )?,
     ];
+    if let Some(url) = &spec.webhook_url {
+        batch.push(events::webhook_url_stmt(db, job.id, url)?);
+    }
+    if spec.mount_storage {
+        batch.push(storage::mount_storage_stmt(db, job.id)?);
+    }
     batch.extend(builder_code_stmts(db, job.id, job.builder_codes, job.now_ms)?);
-    db.batch(batch).await?;
-    Ok(())
+    let results = db.batch(batch).await?;
+    let created = results.first().and_then(|r| r.meta().ok().flatten()).and_then(|m| m.changes).unwrap_or(0) == 1;
+    Ok(created)
 }
 
 /// `[{path, size}]` of a workspace, as the API lists it.
@@ -223,8 +212,13 @@ pub async fn get_job(db: &D1Database, id: &str) -> Result<Option<JobRow>> {
     stmt(db, "SELECT * FROM jobs WHERE id = ?1", &[s(id)])?.first(None).await
 }
 
+/// The job's history for `event_log`: status and progress events (output chunks are in `output` already).
 pub async fn job_events(db: &D1Database, id: &str) -> Result<Vec<EventRow>> {
-    stmt(db, "SELECT id, type, message, created_at FROM job_events WHERE job_id = ?1 ORDER BY id", &[s(id)])?
+    stmt(
+        db,
+        "SELECT id, type, message, created_at FROM job_events WHERE job_id = ?1 AND type <> 'output' ORDER BY id",
+        &[s(id)],
+    )?
         .all()
         .await?
         .results()
@@ -255,26 +249,28 @@ pub async fn advance_status(
     );
     let changed = changed_rows(stmt(db, &sql, &args)?).await?;
     if changed == 1 {
-        event_stmt(db, id, "status", message, now_ms)?.run().await?;
+        events::status_event_stmt(db, id, to, message, None, now_ms)?.run().await?;
     }
     Ok(changed == 1)
 }
 
 /// Writes a job's end. `Ok(false)` when the job was already terminal (a repeated result).
+/// The row, its outputs (`job_outputs`: 1 MiB of each stream does not fit one D1 row) and the terminal event
+/// are one batch, so an events stream never shows the end before `GET /api/jobs/{id}` does.
 pub async fn record_outcome(db: &D1Database, id: &str, outcome: &JobOutcome, now_ms: u64) -> Result<bool> {
     let failure = outcome.failure.as_ref();
-    let changed = changed_rows(stmt(
+    let token = uuid::Uuid::new_v4().to_string();
+    let update = stmt(
         db,
-        "UPDATE jobs SET status = ?2, completed_at = ?3, output = ?4, error_output = ?5, output_truncated = ?6, \
-         error_output_truncated = ?7, exit_code = ?8, compute_duration_s = ?9, failure_reason = ?10, \
-         failure_stage = ?11, failure_message = ?12, fault = ?13, started_at = COALESCE(started_at, ?3) \
-         WHERE id = ?1 AND status NOT IN ('completed', 'failed')",
+        "UPDATE jobs SET status = ?2, completed_at = ?3, output = NULL, error_output = NULL, output_truncated = ?5, \
+         error_output_truncated = ?6, exit_code = ?7, compute_duration_s = ?8, failure_reason = ?9, \
+         failure_stage = ?10, failure_message = ?11, fault = ?12, started_at = COALESCE(started_at, ?3), \
+         end_token = ?4, artifacts_json = ?13 WHERE id = ?1 AND status NOT IN ('completed', 'failed')",
         &[
             s(id),
             s(outcome.status().as_str()),
             n(now_ms as f64),
-            s(&outcome.output),
-            s(&outcome.error_output),
+            s(&token),
             n(f64::from(u8::from(outcome.output_truncated))),
             n(f64::from(u8::from(outcome.error_output_truncated))),
             outcome.exit_code.map(|c| n(c as f64)).unwrap_or(JsValue::NULL),
@@ -283,17 +279,20 @@ pub async fn record_outcome(db: &D1Database, id: &str, outcome: &JobOutcome, now
             opt(failure.map(|f| f.stage.as_str())),
             opt(failure.map(|f| f.message.as_str())),
             opt(failure.map(|f| f.fault().as_str())),
+            s(&serde_json::to_string(&outcome.artifacts).unwrap_or_else(|_| "{}".into())),
         ],
-    )?)
-    .await?;
-    if changed == 1 {
-        let message = match failure {
-            None => format!("completed (exit code {})", outcome.exit_code.unwrap_or(0)),
-            Some(f) => format!("failed: {} ({})", f.reason.as_str(), f.message),
-        };
-        event_stmt(db, id, "status", &message, now_ms)?.run().await?;
-    }
-    Ok(changed == 1)
+    )?;
+    let message = match failure {
+        None => format!("completed (exit code {})", outcome.exit_code.unwrap_or(0)),
+        Some(f) => format!("failed: {} ({})", f.reason.as_str(), f.message),
+    };
+    let batch = vec![
+        update,
+        events::output_stmt(db, id, &token, "stdout", &outcome.output)?,
+        events::output_stmt(db, id, &token, "stderr", &outcome.error_output)?,
+        events::terminal_event_stmt(db, id, &token, outcome.status(), &message, outcome.exit_code, now_ms)?,
+    ];
+    Ok(events::first_changed(db.batch(batch).await?)? == 1)
 }
 
 /// Ends a job that never reached an executor (the dispatch queue gave up on it, or its files are gone).
@@ -304,18 +303,17 @@ pub async fn fail_undispatched(
     message: &str,
     now_ms: u64,
 ) -> Result<bool> {
-    let changed = changed_rows(stmt(
+    let token = uuid::Uuid::new_v4().to_string();
+    let update = stmt(
         db,
         "UPDATE jobs SET status = 'failed', completed_at = ?2, failure_reason = ?4, \
-         failure_stage = 'dispatch', failure_message = ?3, fault = ?5 \
+         failure_stage = 'dispatch', failure_message = ?3, fault = ?5, end_token = ?6 \
          WHERE id = ?1 AND status NOT IN ('completed', 'failed')",
-        &[s(id), n(now_ms as f64), s(message), s(reason.as_str()), s(reason.fault().as_str())],
-    )?)
-    .await?;
-    if changed == 1 {
-        event_stmt(db, id, "status", &format!("failed: {} ({message})", reason.as_str()), now_ms)?.run().await?;
-    }
-    Ok(changed == 1)
+        &[s(id), n(now_ms as f64), s(message), s(reason.as_str()), s(reason.fault().as_str()), s(&token)],
+    )?;
+    let event = format!("failed: {} ({message})", reason.as_str());
+    let terminal = events::terminal_event_stmt(db, id, &token, JobStatus::Failed, &event, None, now_ms)?;
+    Ok(events::first_changed(db.batch(vec![update, terminal]).await?)? == 1)
 }
 
 /// Records a progress event (e.g. an image build step) on a job that has not ended yet.
@@ -496,8 +494,10 @@ fn builder_code_stmts(db: &D1Database, job_id: &str, codes: &[String], now_ms: u
         .map(|(i, code)| {
             stmt(
                 db,
-                "INSERT INTO job_builder_codes (job_id, code, position, created_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (job_id, code) DO NOTHING",
+                // Only with its job: a batch whose job insert was skipped (the payment was already settled) writes
+                // no codes.
+                "INSERT INTO job_builder_codes (job_id, code, position, created_at) SELECT ?1, ?2, ?3, ?4 \
+                 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1) ON CONFLICT (job_id, code) DO NOTHING",
                 &[s(job_id), s(code), n(i as f64), n(now_ms as f64)],
             )
         })

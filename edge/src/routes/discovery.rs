@@ -97,13 +97,18 @@ pub async fn capabilities(req: Request, ctx: RouteContext<()>) -> Result<Respons
                 "max_demand_multiplier": p.max_demand_bp as f64 / 10_000.0,
                 "quote_valid_seconds": config.chain.max_timeout_seconds,
             },
-            // Per-wallet storage is not served yet: said so rather than promised.
+            // Per-wallet storage (`mount_storage`) and returned output files (routes/storage.rs).
             "storage": {
-                "available": false,
-                "mount_point": null,
-                "free_tier_bytes": null,
-                "max_files": null,
-                "ttl_days": null,
+                "available": true,
+                "mount_point": ouro_core::storage::SCRATCH_MOUNT,
+                "free_tier_bytes": config.storage.quota.quota_bytes,
+                "max_files": config.storage.quota.max_files,
+                "ttl_days": config.storage.ttl_days,
+                "rate_limit_per_wallet": format!("{}/min", config.storage.rate_per_wallet),
+                "rate_limit_global": format!("{}/min", config.storage.rate_global),
+                "outputs_mount_point": ouro_core::storage::OUTPUTS_MOUNT,
+                "output_max_files": config.storage.output_limits.max_files,
+                "output_max_bytes": config.storage.output_limits.max_bytes,
             },
             // No per-wallet or global request limits are enforced yet; capacity is bounded by the executors.
             "limits": {

@@ -11,7 +11,6 @@
 //! Any degrading check not "ok" → 503 `{"status": "degraded", ...}`; otherwise 200 `{"status": "ready", ...}`.
 
 use futures_util::future::{join, join5, join_all};
-use ouro_core::dispatch::{ExecutorHealth, EXECUTOR_HEALTH_PATH};
 use serde_json::{json, Map, Value};
 use worker::{Env, Request, Response, Result, RouteContext};
 
@@ -102,23 +101,9 @@ async fn check_r2(env: &Env) -> Check {
     }
 }
 
-/// One executor's answer to `GET /v1/health`: its slots, or why it is not usable.
-async fn probe_executor(url: &str, timeout_ms: u64) -> std::result::Result<ExecutorHealth, String> {
-    let target = format!("{url}{EXECUTOR_HEALTH_PATH}");
-    match outbound::get(&target, timeout_ms).await {
-        Ok((200, text)) => match serde_json::from_str::<ExecutorHealth>(&text) {
-            Ok(h) if h.status == "ok" => Ok(h),
-            Ok(h) => Err(format!("executor {url} reports status {:?}", h.status)),
-            Err(e) => Err(format!("executor {url} answered {EXECUTOR_HEALTH_PATH} with an unreadable body: {e}")),
-        },
-        Ok((status, _)) => Err(format!("executor {url} answered {EXECUTOR_HEALTH_PATH} with HTTP {status}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 async fn check_executors(config: &Config) -> Check {
     let timeout = config.ops.health_timeout_ms;
-    let answers = join_all(config.executor_urls.iter().map(|url| probe_executor(url, timeout))).await;
+    let answers = join_all(config.executor_urls.iter().map(|url| crate::capacity::probe_executor(url, timeout))).await;
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (url, answer) in config.executor_urls.iter().zip(answers) {

@@ -58,6 +58,8 @@ pub fn job(name: &str, image: &str, script: &str) -> JobAssignment {
         cpus: 1,
         time_limit_min: 1,
         output_cap_bytes: 10_000,
+        mount_storage: false,
+        output_limits: Default::default(),
     }
 }
 
