@@ -3,10 +3,10 @@
 //! (`ouro_core::wallet_auth`: 401 otherwise) and that wallet must be the job's payer (403 otherwise).
 
 use ouro_core::wallet_auth::{self, Action, SignedParams};
-use worker::{Request, Response, Result};
+use worker::{D1Database, Request, Response, Result, RouteContext};
 
 use crate::config::Config;
-use crate::db::JobRow;
+use crate::db::{self, JobRow};
 use crate::http;
 
 /// The wallet-signature query parameters of `req`.
@@ -42,4 +42,36 @@ pub async fn authorize_job(
         Ok(()) => Ok(Ok(())),
         Err(denied) => Ok(Err(http::error(denied.status(), denied.code(), &denied)?)),
     }
+}
+
+/// What a job route has once its request may act on the job: the configuration, the database and the row.
+pub struct JobAccess {
+    pub config: Config,
+    pub db: D1Database,
+    pub job: JobRow,
+}
+
+/// The job the route's `:id` names, if `action` on it is allowed: every public job route starts here, so a
+/// job is found (404 otherwise) and its read/act rule applied (401/403) in one place.
+pub async fn job_for(
+    req: &Request,
+    ctx: &RouteContext<()>,
+    action: fn(&str) -> Action<'_>,
+) -> Result<std::result::Result<JobAccess, Response>> {
+    let id = ctx.param("id").cloned().unwrap_or_default();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Ok(Err(http::error(404, "job_not_found", format!("no job {id:?}"))?));
+    }
+    let config = match Config::from_env(&ctx.env) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(http::error(500, "misconfigured", e)?)),
+    };
+    let db = ctx.env.d1("DB")?;
+    let Some(job) = db::get_job(&db, &id).await? else {
+        return Ok(Err(http::error(404, "job_not_found", format!("no job {id}"))?));
+    };
+    if let Err(resp) = authorize_job(req, &config, &job, action(&id)).await? {
+        return Ok(Err(resp));
+    }
+    Ok(Ok(JobAccess { config, db, job }))
 }

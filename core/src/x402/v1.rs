@@ -161,14 +161,7 @@ mod tests {
     use crate::x402::{header, Authorization, ChainProfile};
 
     fn profile() -> ChainProfile {
-        ChainProfile {
-            network: "eip155:84532".into(),
-            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".parse().unwrap(),
-            asset_name: "USDC".into(),
-            asset_version: "2".into(),
-            pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".parse().unwrap(),
-            max_timeout_seconds: 300,
-        }
+        crate::x402::test_profile()
     }
 
     fn signed() -> ExactEvmPayload {

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use worker::{D1Database, Delay, Env, Request, Response, Result, RouteContext};
 
 use super::now_ms;
-use crate::config::Config;
 use crate::db::events::{self, StreamEventRow, StreamRefusal};
 use crate::db::{self, JobRow};
 use crate::{access, http};
@@ -35,21 +34,12 @@ const LEASE_MS: u64 = 60_000;
 const LEASE_RENEW_MS: u64 = 20_000;
 
 pub async fn stream(req: Request, ctx: RouteContext<()>) -> Result<Response> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return http::error(404, "job_not_found", format!("no job {id:?}"));
-    }
-    let config = match Config::from_env(&ctx.env) {
-        Ok(c) => c,
-        Err(e) => return http::error(500, "misconfigured", e),
-    };
-    let db = ctx.env.d1("DB")?;
-    let Some(job) = db::get_job(&db, &id).await? else {
-        return http::error(404, "job_not_found", format!("no job {id}"));
-    };
-    if let Err(resp) = access::authorize_job(&req, &config, &job, Action::JobEvents { job_id: &id }).await? {
-        return Ok(resp);
-    }
+    let access::JobAccess { config, db, job } =
+        match access::job_for(&req, &ctx, |job_id| Action::JobEvents { job_id }).await? {
+            Ok(access) => access,
+            Err(resp) => return Ok(resp),
+        };
+    let id = job.id.clone();
     let header = req.headers().get("Last-Event-ID")?;
     let url = req.url()?;
     let query = url.query_pairs().find(|(k, _)| k == "last_event_id").map(|(_, v)| v.into_owned());

@@ -6,28 +6,17 @@ use ouro_core::time::rfc3339_from_millis;
 use serde_json::{json, Value};
 use worker::{D1Database, Request, Response, Result, RouteContext};
 
-use crate::config::Config;
 use crate::db::{self, events, EventRow, JobRow, PaymentRow};
 use crate::{access, http};
 use ouro_core::job::JobStatus;
 use ouro_core::wallet_auth::Action;
 
 pub async fn get(req: Request, ctx: RouteContext<()>) -> Result<Response> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return http::error(404, "job_not_found", format!("no job {id:?}"));
-    }
-    let config = match Config::from_env(&ctx.env) {
-        Ok(c) => c,
-        Err(e) => return http::error(500, "misconfigured", e),
-    };
-    let db = ctx.env.d1("DB")?;
-    let Some(job) = db::get_job(&db, &id).await? else {
-        return http::error(404, "job_not_found", format!("no job {id}"));
-    };
-    if let Err(resp) = access::authorize_job(&req, &config, &job, Action::JobView { job_id: &id }).await? {
-        return Ok(resp);
-    }
+    let access::JobAccess { db, job, .. } =
+        match access::job_for(&req, &ctx, |job_id| Action::JobView { job_id }).await? {
+            Ok(access) => access,
+            Err(resp) => return Ok(resp),
+        };
     http::json(200, &full_detail(&db, &job).await?)
 }
 
@@ -184,21 +173,12 @@ const EXECUTOR_CANCEL_TIMEOUT_MS: u64 = 5_000;
 /// then — ends it (202). Whatever races (the job ending by itself, the dispatch handing it over), the guarded
 /// writes let exactly one end be recorded. A job that has ended → 409.
 pub async fn cancel(req: Request, ctx: RouteContext<()>) -> Result<Response> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return http::error(404, "job_not_found", format!("no job {id:?}"));
-    }
-    let config = match Config::from_env(&ctx.env) {
-        Ok(c) => c,
-        Err(e) => return http::error(500, "misconfigured", e),
-    };
-    let db = ctx.env.d1("DB")?;
-    let Some(job) = db::get_job(&db, &id).await? else {
-        return http::error(404, "job_not_found", format!("no job {id}"));
-    };
-    if let Err(resp) = access::authorize_job(&req, &config, &job, Action::JobCancel { job_id: &id }).await? {
-        return Ok(resp);
-    }
+    let access::JobAccess { config, db, job } =
+        match access::job_for(&req, &ctx, |job_id| Action::JobCancel { job_id }).await? {
+            Ok(access) => access,
+            Err(resp) => return Ok(resp),
+        };
+    let id = job.id.clone();
     let now = super::now_ms();
     if job.status == JobStatus::Pending.as_str()
         && events::cancel_pending(&db, &id, "cancelled by the payer before it started", now).await?
@@ -239,26 +219,16 @@ async fn answer(db: &D1Database, id: &str, status: u16) -> Result<Response> {
 /// raw log, as the job wrote it, up to the executor's log cap (`X-Ouro-Log-Truncated` says when it was cut,
 /// `X-Ouro-Bytes-Seen` how much the job wrote).
 pub async fn logs(req: Request, ctx: RouteContext<()>) -> Result<Response> {
-    let id = ctx.param("id").cloned().unwrap_or_default();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return http::error(404, "job_not_found", format!("no job {id:?}"));
-    }
     let url = req.url()?;
     let raw = url.query_pairs().find(|(k, _)| k == "stream").map(|(_, v)| v.into_owned());
     let Some(stream) = crate::logs::parse_stream(raw.as_deref().unwrap_or("stdout")) else {
         return http::field_error("stream", "must be stdout or stderr");
     };
-    let config = match Config::from_env(&ctx.env) {
-        Ok(c) => c,
-        Err(e) => return http::error(500, "misconfigured", e),
+    let job = match access::job_for(&req, &ctx, |job_id| Action::JobView { job_id }).await? {
+        Ok(access) => access.job,
+        Err(resp) => return Ok(resp),
     };
-    let db = ctx.env.d1("DB")?;
-    let Some(job) = db::get_job(&db, &id).await? else {
-        return http::error(404, "job_not_found", format!("no job {id}"));
-    };
-    if let Err(resp) = access::authorize_job(&req, &config, &job, Action::JobView { job_id: &id }).await? {
-        return Ok(resp);
-    }
+    let id = job.id.clone();
     let Some((bytes, header)) = crate::logs::get(&ctx.env.bucket(crate::logs::BINDING)?, &id, stream).await? else {
         let why = if JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal) {
             "this job has no log of that stream"

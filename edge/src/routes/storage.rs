@@ -165,20 +165,10 @@ pub fn artifacts_of(job: &JobRow) -> Artifacts {
 
 /// `GET /api/jobs/{id}/files/{path}`: one output file of a job, under the job's read rule.
 pub async fn job_file(req: Request, ctx: RouteContext<()>) -> Result<Response> {
-    let config = or_answer!(config(&ctx)?);
-    let id = ctx.param("id").cloned().unwrap_or_default();
     let raw = ctx.param("path").cloned().unwrap_or_default();
     let path = ouro_core::storage::percent_decode(raw.trim_start_matches('/')).unwrap_or_default();
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return http::error(404, "job_not_found", format!("no job {id:?}"));
-    }
-    let db = ctx.env.d1("DB")?;
-    let Some(job) = db::get_job(&db, &id).await? else {
-        return http::error(404, "job_not_found", format!("no job {id}"));
-    };
-    if let Err(resp) = access::authorize_job(&req, &config, &job, Action::JobView { job_id: &id }).await? {
-        return Ok(resp);
-    }
+    let job = or_answer!(access::job_for(&req, &ctx, |job_id| Action::JobView { job_id }).await?).job;
+    let id = job.id.clone();
     let artifacts = artifacts_of(&job);
     let Some(file) = artifacts.output_files.iter().find(|f| f.path == path) else {
         return http::error(404, "file_not_found", format!("job {id} returned no file {path:?}"));
