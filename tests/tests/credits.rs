@@ -213,7 +213,8 @@ async fn credit_is_bound_to_its_wallet_and_spent_once() {
     let (qa, qb) = (client.submit_unpaid(&a).await.unwrap(), client.submit_unpaid(&b).await.unwrap());
     let (ca, da) = quoted(&qa);
     let (cb, db) = quoted(&qb);
-    assert_eq!((ca, da), (cb, db));
+    // The dues may differ (demand pricing moves with other suites' jobs); the claims on the credit may not.
+    assert_eq!(ca, cb, "both quotes apply the same credit");
     assert!(ca > 0 && 2 * ca > credit, "one credit, two claims on it: {ca} of {credit}");
     let pa = ouro_client::sign_payment(&w.key, qa.payment_required.as_ref().unwrap(), |_| {}).unwrap();
     let pb = ouro_client::sign_payment(&w.key, qb.payment_required.as_ref().unwrap(), |_| {}).unwrap();
@@ -222,9 +223,9 @@ async fn credit_is_bound_to_its_wallet_and_spent_once() {
     let mut statuses = [ra.status, rb.status];
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{} / {}", ra.body, rb.body);
-    let (loser_payment, winner) = if ra.status == 200 { (&pb, &ra) } else { (&pa, &rb) };
-    assert_eq!(before - usdc_balance(w.address).await, U256::from(da), "only the winner paid");
+    let (loser_payment, winner, due) = if ra.status == 200 { (&pb, &ra, da) } else { (&pa, &rb, db) };
+    assert_eq!(before - usdc_balance(w.address).await, U256::from(due), "only the winner paid");
     assert!(!authorization_used(w.address, &loser_payment.payload.authorization.nonce).await);
     let won = finished(&client, winner.body["job_id"].as_str().unwrap(), SHORT).await;
-    balance_becomes(&w, credit - ca + rule_credit(&won, Application { credit: ca, due: da })).await;
+    balance_becomes(&w, credit - ca + rule_credit(&won, Application { credit: ca, due })).await;
 }
