@@ -333,6 +333,14 @@ pub fn validate(body: &[u8]) -> Result<JobSpec, ValidationError> {
                     format!("{image:?} is not a prebuilt image (allowed: {})", IMAGE_ALIASES.join(", ")),
                 ));
             }
+            // Without a Dockerfile the script is what runs: an entrypoint beside it would be shown but ignored.
+            if has_script && entrypoint.is_some() {
+                return Err(invalid(
+                    "entrypoint",
+                    "cannot be combined with `script` unless a Dockerfile is among the files: send the script as a \
+                     file and name it in `entrypoint`, or leave `entrypoint` out",
+                ));
+            }
             if !has_script && entrypoint.is_none() {
                 return Err(invalid(
                     "entrypoint",
@@ -493,6 +501,8 @@ mod tests {
         assert_eq!(field_of(json!({"files": [file("m", "")], "entrypoint": "x", "image": "alpine"})), "image");
         assert_eq!(field_of(json!({"files": []})), "files");
         assert_eq!(field_of(json!({"entrypoint": "true"})), "script");
+        assert_eq!(field_of(json!({"script": "echo a", "entrypoint": "echo b"})), "entrypoint");
+        assert_eq!(field_of(json!({"script": "echo a", "files": [file("m", "")], "entrypoint": "sh m"})), "entrypoint");
         let spec = v(json!({"script": "echo", "files": []})).unwrap();
         assert_eq!(spec.price_request().mode, SubmissionMode::Script, "no files is a script job");
     }
@@ -588,14 +598,18 @@ mod tests {
                 .map(|i| json!({"path": format!("w{i}.whl"), "content": b64(per), "encoding": "base64"}))
                 .collect();
             files.push(json!({"path": "last.bin", "content": b64(last), "encoding": "base64"}));
+            // A Dockerfile is what lets a script and an entrypoint come together: the largest valid body.
+            files.push(json!({"path": DOCKERFILE, "content": DOCKERFILE_TEXT}));
             serde_json::to_vec(&json!({"files": files, "entrypoint": "true", "script": "é".repeat(MAX_SCRIPT_CHARS)}))
                 .unwrap()
         };
-        let full = body(MAX_WORKSPACE_BYTES - 3 * per);
+        const DOCKERFILE_TEXT: &str = "FROM ouro-ubuntu\n";
+        let room = MAX_WORKSPACE_BYTES - 3 * per - DOCKERFILE_TEXT.len();
+        let full = body(room);
         assert!(full.len() <= MAX_BODY_BYTES, "{} bytes", full.len());
         let spec = validate(&full).unwrap();
         assert_eq!(spec.files.iter().map(|f| f.content.len()).sum::<usize>(), MAX_WORKSPACE_BYTES);
-        let e = validate(&body(MAX_WORKSPACE_BYTES - 3 * per + 1)).unwrap_err();
+        let e = validate(&body(room + 1)).unwrap_err();
         assert_eq!(e.field, "files");
         assert!(e.message.contains(&(MAX_WORKSPACE_BYTES + 1).to_string()), "{}", e.message);
         let text = "x".repeat(MAX_WORKSPACE_BYTES + 1);

@@ -106,9 +106,13 @@ pub fn expected(
     current: &Quote,
     accepted: &PaymentRequirements,
     payer: &str,
+    named_wallet: Option<&str>,
     now_s: u64,
 ) -> (PaymentRequirements, u64) {
+    // Credit is applied only to a body that names the paying wallet: what a job says it paid and who it names
+    // stay one story (a credited quote paid with a body that names nobody gets today's full price: 402).
     let credit = accepted.extra.other.get(EXTRA_CREDIT).and_then(|v| v.as_str()).and_then(|v| v.parse::<u64>().ok());
+    let credit = credit.filter(|_| named_wallet == Some(payer));
     if let (Some(credit), Some(token), Ok(due)) =
         (credit.filter(|c| *c > 0), accepted.extra.quote.as_deref(), accepted.amount.parse::<u64>())
     {

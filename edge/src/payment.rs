@@ -215,7 +215,15 @@ impl Submission<'_> {
         // Credits (A2, `crate::credits`): requirements quoted with this payer's credit are honoured for it alone,
         // and `credit` is what the reservation must hold.
         let (expected, credit) =
-            crate::credits::expected(config, &priced, self.current, &payment.payload.accepted, &payment.payer, now_s);
+            crate::credits::expected(
+            config,
+            &priced,
+            self.current,
+            &payment.payload.accepted,
+            &payment.payer,
+            self.spec.submitter_address.as_deref(),
+            now_s,
+        );
         let verified = match check_payment(&payment.payload, &expected, &config.chain, now_s) {
             Ok(v) => v,
             Err(rejection) => return Ok(Err(Refused::Rejected(rejection))),

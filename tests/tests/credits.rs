@@ -96,8 +96,11 @@ async fn unused_time_is_credited_pro_rata_and_the_next_job_uses_it() {
 
     // A job that ends in about 5 s of its 1-minute limit.
     let body = json!({"script": "sleep 4; echo done", "time_limit_min": 1, "submitter_address": me});
+    // The balance right after the spend, from the one before it: a short job may have earned its credit by the
+    // time a read after the payment arrives.
+    let before = credit_balance(&w).await;
     let (job_id, bought) = pay_with_credit(&w, &body).await;
-    let after_spend = credit_balance(&w).await;
+    let after_spend = before - bought.credit;
     let job = finished(&client, &job_id, SHORT).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["credit_applied"].as_f64().unwrap(), bought.credit as f64 / 1e6, "{job}");
@@ -135,8 +138,9 @@ async fn a_job_the_credit_covers_is_free_and_moves_no_money() {
 
     // A 60-minute limit that ends at once leaves almost all of its time part, more than a 1-minute job costs.
     let long = json!({"script": "true", "time_limit_min": 60, "submitter_address": me});
+    let before = credit_balance(&w).await;
     let (long_id, bought) = pay_with_credit(&w, &long).await;
-    let after_spend = credit_balance(&w).await;
+    let after_spend = before - bought.credit;
     let job = finished(&client, &long_id, SHORT).await;
     assert_eq!(job["status"], "completed", "{job}");
     let credit = rule_credit(&job, bought);
@@ -177,9 +181,10 @@ async fn credit_is_bound_to_its_wallet_and_spent_once() {
     let me = format!("{:#x}", w.address);
     let long = |tag: &str| json!({"script": format!("echo {tag}"), "time_limit_min": 60, "submitter_address": me});
 
-    if credit_balance(&w).await < 1_000 {
+    let before = credit_balance(&w).await;
+    if before < 1_000 {
         let (id, bought) = pay_with_credit(&w, &long("earn")).await;
-        let after_spend = credit_balance(&w).await;
+        let after_spend = before - bought.credit;
         let job = finished(&client, &id, SHORT).await;
         balance_becomes(&w, after_spend + rule_credit(&job, bought)).await;
     }
@@ -206,6 +211,16 @@ async fn credit_is_bound_to_its_wallet_and_spent_once() {
     let refused = client.submit_paid(&long("theft"), &payment).await.unwrap();
     assert_eq!(refused.status, 402, "{}", refused.body);
     assert_eq!(credit_balance(&w).await, credit, "nobody else spends it");
+
+    // The owner's credited quote paid with a body that names nobody: the credit goes only with the named wallet.
+    let unpaid = client.submit_unpaid(&long("unnamed")).await.unwrap();
+    assert!(quoted(&unpaid).0 > 0);
+    let payment = ouro_client::sign_payment(&w.key, unpaid.payment_required.as_ref().unwrap(), |_| {}).unwrap();
+    let unnamed = json!({"script": "echo unnamed", "time_limit_min": 60});
+    let refused = client.submit_paid(&unnamed, &payment).await.unwrap();
+    assert_eq!(refused.status, 402, "{}", refused.body);
+    assert!(!authorization_used(w.address, &payment.payload.authorization.nonce).await);
+    assert_eq!(credit_balance(&w).await, credit, "the credit stays");
 
     // Two jobs quoted with the same credit, paid at once: one spends it, the other is refused before payment.
     let before = usdc_balance(w.address).await;

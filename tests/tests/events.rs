@@ -176,6 +176,11 @@ async fn streams_are_bounded_per_job_and_signed_streams_are_checked() {
     assert!(refused.headers().get("retry-after").is_some());
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "too_many_streams", "{body}");
+    // Whoever else holds the id cannot use up the payer's own streams: a signed one still opens.
+    let action = ouro_core::wallet_auth::Action::JobEvents { job_id: &paid.job_id };
+    let own = sse::open(&paid.job_id, None, &signed_query(&payer.key, action, 0)).await;
+    assert_eq!(own.status(), 200, "the payer's signed stream beside five bare-id ones");
+    drop(own);
     // While nothing happens, keep-alive comments (every 15 s by default).
     assert!(open[0].comment_within("keep-alive", Duration::from_secs(25)).await, "a keep-alive while idle");
     drop(open);
@@ -183,7 +188,6 @@ async fn streams_are_bounded_per_job_and_signed_streams_are_checked() {
     // A stream signed by another wallet is refused (403), a stale signature by the payer too (401): both before
     // any lease is taken.
     let other = wallet(Account::Cancel);
-    let action = ouro_core::wallet_auth::Action::JobEvents { job_id: &paid.job_id };
     let wrong = sse::open(&paid.job_id, None, &signed_query(&other.key, action, 0)).await;
     assert_eq!(wrong.status(), 403);
     let stale = sse::open(&paid.job_id, None, &signed_query(&payer.key, action, -400)).await;

@@ -201,4 +201,5 @@ async fn path_rules_are_422_naming_the_file() {
     let many: Vec<Value> = (0..101).map(|i| file(&format!("f{i}.txt"), "x")).collect();
     refused(json!({"files": many, "entrypoint": "true"}), "files", "100").await;
     refused(json!({"files": [file("main.py", "print(1)")]}), "entrypoint", "").await;
+    refused(json!({"script": "echo a", "entrypoint": "echo b"}), "entrypoint", "cannot be combined with `script`").await;
 }

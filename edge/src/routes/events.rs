@@ -50,7 +50,10 @@ pub async fn stream(req: Request, ctx: RouteContext<()>) -> Result<Response> {
     let lease = uuid::Uuid::new_v4().to_string();
     let until = now + limits.max_duration_s * 1000;
     let lease_until = now + LEASE_MS;
-    match events::open_stream(&db, &lease, &id, now, lease_until, limits.streams_per_job, limits.streams_total).await? {
+    // The payer's signed streams are counted apart from bare-id ones: whoever else holds the id cannot use up
+    // the streams of the job's own payer (a signed stream that got here is the payer's: `job_for` checked it).
+    let scope = if access::signed_params(&req)?.is_empty() { id.clone() } else { format!("{id}#payer") };
+    match events::open_stream(&db, &lease, &scope, now, lease_until, limits.streams_per_job, limits.streams_total).await? {
         Ok(()) => {}
         Err(StreamRefusal::PerJob) => {
             let why = format!("this job already has {} open event streams; close one first", limits.streams_per_job);
