@@ -2,6 +2,7 @@
 //! builder (no network), cached, and run in the same sandbox as scripts. Skipped (with a message) when no engine
 //! answers.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -16,15 +17,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 const DEADLINE: Duration = Duration::from_secs(180);
-
-macro_rules! engine {
-    ($name:expr) => {
-        match common::engine_or_skip($name).await {
-            Some(docker) => docker,
-            None => return,
-        }
-    };
-}
 
 /// A run, with the progress messages it reported and whether its container started.
 struct Observed {

@@ -2,28 +2,13 @@
 //! A test binary of its own, because it measures this process's RSS: the other engine tests running beside it in
 //! one process would count. Skipped (with a message) when no engine answers.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use ouro_core::dispatch::JobAssignment;
 use ouro_core::job::FailureReason;
-use ouro_executor::run::{RunReport, Runner};
-use tokio::sync::watch;
-
-async fn run_with(runner: &Runner, job: &JobAssignment, deadline: Duration) -> RunReport {
-    let (_abort_tx, abort_rx) = watch::channel(false);
-    runner.run(job, deadline, abort_rx, || {}).await
-}
-
-macro_rules! engine {
-    ($name:expr) => {
-        match common::engine_or_skip($name).await {
-            Some(docker) => docker,
-            None => return,
-        }
-    };
-}
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -41,7 +26,7 @@ async fn output_flood_is_capped_and_memory_stays_bounded() {
     let cap = 64 * 1024;
     let job = JobAssignment { output_cap_bytes: cap, ..common::job("flood", "ouro-ubuntu", "yes") };
     let rss_before = rss_bytes();
-    let report = run_with(&runner, &job, Duration::from_secs(3)).await;
+    let report = common::run_with(&runner, &job, Duration::from_secs(3)).await;
     let rss_growth = rss_bytes().saturating_sub(rss_before);
     let o = &report.outcome;
     assert_eq!(o.failure.as_ref().map(|f| f.reason), Some(FailureReason::TimeLimitExceeded));

@@ -1,33 +1,19 @@
 //! The container lifecycle against a real Docker engine, with the images from `stack/images/build.sh`.
 //! Skipped (with a message) when no engine answers.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use ouro_core::dispatch::JobAssignment;
 use ouro_core::job::{FailureReason, Fault};
-use ouro_executor::run::{RunReport, Runner};
+use ouro_executor::run::Runner;
 use ouro_executor::sandbox::container_name;
 use ouro_executor::workspace::jobs_root;
 use tokio::sync::watch;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn run_with(runner: &Runner, job: &JobAssignment, deadline: Duration) -> RunReport {
-    // The sender lives until the run returns, so "abort" never fires by accident.
-    let (_abort_tx, abort_rx) = watch::channel(false);
-    runner.run(job, deadline, abort_rx, || {}).await
-}
-
-macro_rules! engine {
-    ($name:expr) => {
-        match common::engine_or_skip($name).await {
-            Some(docker) => docker,
-            None => return,
-        }
-    };
-}
 
 #[tokio::test]
 async fn echo_hello_completes_and_leaves_nothing_behind() {
@@ -35,7 +21,7 @@ async fn echo_hello_completes_and_leaves_nothing_behind() {
     let runner = common::runner(docker.clone(), common::API_TIMEOUT);
     let job = common::job("echo", "ouro-ubuntu", "echo hello");
     let started = Instant::now();
-    let report = run_with(&runner, &job, DEADLINE).await;
+    let report = common::run_with(&runner, &job, DEADLINE).await;
     let latency = started.elapsed();
     eprintln!(
         "echo hello through the runner: {} ms end to end (setup {} ms, run {} ms, teardown {} ms)",
@@ -61,7 +47,7 @@ async fn echo_hello_completes_and_leaves_nothing_behind() {
 #[tokio::test]
 async fn non_zero_exit_is_the_users_failure() {
     let runner = common::runner(engine!("exit_3"), common::API_TIMEOUT);
-    let o = run_with(&runner, &common::job("exit3", "ouro-ubuntu", "echo partial; exit 3"), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("exit3", "ouro-ubuntu", "echo partial; exit 3"), DEADLINE).await.outcome;
     assert_eq!(o.exit_code, Some(3));
     assert_eq!(o.output, "partial\n");
     let failure = o.failure.expect("a failure");
@@ -77,7 +63,7 @@ async fn deadline_kills_and_keeps_earlier_output() {
     // costs on a loaded machine.
     let job = common::job("deadline", "ouro-ubuntu", "echo before; echo oops >&2; sleep 30; echo after");
     let started = Instant::now();
-    let o = run_with(&runner, &job, Duration::from_secs(1)).await.outcome;
+    let o = common::run_with(&runner, &job, Duration::from_secs(1)).await.outcome;
     assert!(started.elapsed() < Duration::from_secs(15), "killed at the deadline, not at exit");
     assert_eq!(o.failure.as_ref().map(|f| f.reason), Some(FailureReason::TimeLimitExceeded), "{o:?}");
     assert_eq!(o.exit_code, None, "killed, so no exit code of its own");
@@ -90,7 +76,7 @@ async fn deadline_kills_and_keeps_earlier_output() {
 async fn stdout_and_stderr_stay_apart() {
     let runner = common::runner(engine!("streams"), common::API_TIMEOUT);
     let script = "for i in 1 2 3; do echo out$i; echo err$i >&2; done";
-    let o = run_with(&runner, &common::job("streams", "ouro-ubuntu", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("streams", "ouro-ubuntu", script), DEADLINE).await.outcome;
     assert_eq!(o.output, "out1\nout2\nout3\n");
     assert_eq!(o.error_output, "err1\nerr2\nerr3\n");
 }
@@ -98,7 +84,7 @@ async fn stdout_and_stderr_stay_apart() {
 #[tokio::test]
 async fn runs_as_nobody() {
     let runner = common::runner(engine!("identity"), common::API_TIMEOUT);
-    let o = run_with(&runner, &common::job("id", "ouro-ubuntu", "cat /etc/hostname; id -u; id -g; pwd"), DEADLINE)
+    let o = common::run_with(&runner, &common::job("id", "ouro-ubuntu", "cat /etc/hostname; id -u; id -g; pwd"), DEADLINE)
         .await
         .outcome;
     assert_eq!(o.output, "sandbox\n65534\n65534\n/workspace\n", "{o:?}");
@@ -108,7 +94,7 @@ async fn runs_as_nobody() {
 async fn network_is_only_loopback() {
     let runner = common::runner(engine!("network"), common::API_TIMEOUT);
     // Listing interfaces sends nothing anywhere; with network "none" only `lo` exists.
-    let o = run_with(&runner, &common::job("net", "ouro-ubuntu", "ls /sys/class/net"), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("net", "ouro-ubuntu", "ls /sys/class/net"), DEADLINE).await.outcome;
     assert_eq!(o.output, "lo\n", "{o:?}");
 }
 
@@ -118,7 +104,7 @@ async fn loopback_works_inside_the_sandbox() {
     // Jobs may run local servers for their own tests; this connects to itself on 127.0.0.1 only.
     let script = "#!/usr/bin/env python3\nimport socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\n\
                   s.listen()\nc = socket.create_connection(s.getsockname(), timeout=2)\nprint('loopback-ok')\n";
-    let o = run_with(&runner, &common::job("lo", "ouro-python", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("lo", "ouro-python", script), DEADLINE).await.outcome;
     assert_eq!(o.output, "loopback-ok\n", "{o:?}");
 }
 
@@ -131,7 +117,7 @@ echo tmp > /tmp/t && cat /tmp/t
 echo ws > /workspace/f && cat f
 printf '#!/bin/sh\necho exec-ok\n' > /tmp/x && chmod +x /tmp/x && /tmp/x
 "#;
-    let o = run_with(&runner, &common::job("fs", "ouro-ubuntu", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("fs", "ouro-ubuntu", script), DEADLINE).await.outcome;
     assert_eq!(o.output, "root-readonly\ntmp\nws\nexec-ok\n", "{o:?}");
 }
 
@@ -143,7 +129,7 @@ async fn limits_are_applied() {
                   cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
                   grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status";
     let job = JobAssignment { cpus: 2, ..common::job("limits", "ouro-ubuntu", script) };
-    let o = run_with(&runner, &job, DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &job, DEADLINE).await.outcome;
     let lines: Vec<&str> = o.output.lines().collect();
     assert_eq!(lines.len(), 4, "{o:?}");
     assert_eq!(lines[0], "256");
@@ -158,13 +144,13 @@ async fn limits_are_applied() {
 async fn shebang_scripts_run_with_their_interpreter() {
     let runner = common::runner(engine!("shebang"), common::API_TIMEOUT);
     let script = "#!/usr/bin/env python3\nimport os\nprint('py', 6 * 7, os.getuid())\n";
-    let o = run_with(&runner, &common::job("py", "ouro-python", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("py", "ouro-python", script), DEADLINE).await.outcome;
     assert_eq!(o.failure, None, "{o:?}");
     assert_eq!(o.output, "py 42 65534\n");
 
     // A missing interpreter is the script's problem, reported like any failed command.
     let o =
-        run_with(&runner, &common::job("nointerp", "ouro-ubuntu", "#!/usr/bin/nonexistent\n"), DEADLINE).await.outcome;
+        common::run_with(&runner, &common::job("nointerp", "ouro-ubuntu", "#!/usr/bin/nonexistent\n"), DEADLINE).await.outcome;
     assert_eq!(o.exit_code, Some(127), "{o:?}");
     assert_eq!(o.failure.map(|f| f.reason), Some(FailureReason::NonZeroExit));
 }
@@ -173,7 +159,7 @@ async fn shebang_scripts_run_with_their_interpreter() {
 async fn pip_and_bash_work_for_nobody_in_python_image() {
     let runner = common::runner(engine!("python_image"), common::API_TIMEOUT);
     let script = "python3 -c 'print(1+1)'; pip --version >/dev/null && echo pip-ok; bash -c 'echo bash-ok'";
-    let o = run_with(&runner, &common::job("pyimg", "ouro-python", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("pyimg", "ouro-python", script), DEADLINE).await.outcome;
     assert_eq!(o.output, "2\npip-ok\nbash-ok\n", "{o:?}");
 }
 
@@ -187,7 +173,7 @@ async fn nodejs_image_runs_node_when_built() {
     }
     let runner = common::runner(docker, common::API_TIMEOUT);
     let script = "#!/usr/bin/env node\nconsole.log('node', 6 * 7, process.getuid())\n";
-    let o = run_with(&runner, &common::job("node", "ouro-nodejs", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("node", "ouro-nodejs", script), DEADLINE).await.outcome;
     assert_eq!(o.output, "node 42 65534\n", "{o:?}");
 }
 
@@ -196,7 +182,7 @@ async fn memory_limit_is_an_oom_failure() {
     let runner = common::runner(engine!("oom"), common::API_TIMEOUT);
     // 3 GB of zeroed (so touched) memory against a 1.6 GB limit.
     let script = "python3 -c 'b = bytearray(3_000_000_000); print(len(b))'";
-    let o = run_with(&runner, &common::job("oom", "ouro-python", script), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("oom", "ouro-python", script), DEADLINE).await.outcome;
     let failure = o.failure.expect("a failure");
     assert_eq!(failure.reason, FailureReason::OutOfMemory, "{failure:?}");
     assert_eq!(failure.fault(), Fault::UserError);
@@ -208,7 +194,7 @@ async fn missing_image_is_an_internal_error() {
     let docker = engine!("missing_image");
     let images = [("ouro-nodejs".to_string(), "ouro-does-not-exist:latest".to_string())].into_iter().collect();
     let runner = Runner::new(docker, images, common::work_dir("run"), common::API_TIMEOUT);
-    let o = run_with(&runner, &common::job("noimg", "ouro-nodejs", "echo hi"), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("noimg", "ouro-nodejs", "echo hi"), DEADLINE).await.outcome;
     let failure = o.failure.expect("a failure");
     assert_eq!(failure.reason, FailureReason::InternalError);
     assert_eq!(failure.fault(), Fault::PlatformError);
@@ -221,7 +207,7 @@ async fn a_job_may_outlive_the_engine_call_timeout() {
     // bollard's request timeout covers the wait call's response headers only; a 3 s job under a 2 s per-call
     // timeout must still finish normally.
     let runner = common::runner(engine!("long_wait"), Duration::from_secs(2));
-    let o = run_with(&runner, &common::job("longwait", "ouro-ubuntu", "sleep 3; echo done"), DEADLINE).await.outcome;
+    let o = common::run_with(&runner, &common::job("longwait", "ouro-ubuntu", "sleep 3; echo done"), DEADLINE).await.outcome;
     assert_eq!(o.failure, None, "{o:?}");
     assert_eq!(o.output, "done\n");
 }
@@ -255,7 +241,7 @@ async fn echo_latency() {
     let mut totals = Vec::new();
     for _ in 0..20 {
         let started = Instant::now();
-        let report = run_with(&runner, &common::job("lat", "ouro-ubuntu", "echo hello"), DEADLINE).await;
+        let report = common::run_with(&runner, &common::job("lat", "ouro-ubuntu", "echo hello"), DEADLINE).await;
         assert_eq!(report.outcome.output, "hello\n");
         totals.push(started.elapsed().as_millis());
     }

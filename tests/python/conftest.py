@@ -31,14 +31,18 @@ def rpc_url() -> str:
     return os.environ.get("OURO_RPC_URL", "http://127.0.0.1:8545")
 
 
+def account(index: int) -> dict:
+    """One funded anvil account of accounts.json: {"index", "address", "private_key"}."""
+    path = Path(os.environ.get("OURO_ACCOUNTS_FILE", ROOT / "stack/chain/accounts.json"))
+    return next(a for a in json.loads(path.read_text())["accounts"] if a["index"] == index)
+
+
 @pytest.fixture(scope="session")
 def payer() -> dict:
     """Account 9 from accounts.json: {"index", "address", "private_key"}."""
-    path = Path(os.environ.get("OURO_ACCOUNTS_FILE", ROOT / "stack/chain/accounts.json"))
-    accounts = json.loads(path.read_text())["accounts"]
-    account = next(a for a in accounts if a["index"] == ACCOUNT_INDEX)
-    assert account["address"].lower() == "0xa0ee7a142d267c1f36714e4a8f75612f20a79720"
-    return account
+    account_ = account(ACCOUNT_INDEX)
+    assert account_["address"].lower() == "0xa0ee7a142d267c1f36714e4a8f75612f20a79720"
+    return account_
 
 
 def _rpc(rpc_url: str, method: str, params: list):

@@ -9,23 +9,20 @@ at once, which leaves most of its price as credit for unused time.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from pathlib import Path
 
 import httpx
 from x402.http import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER, decode_payment_required_header
 from x402.http import decode_payment_signature_header
 
-from conftest import ROOT, TIMEOUT
+from conftest import TIMEOUT, account
 from test_sdk_payment import paid_submit, wait_for_job
 
 ACCOUNT_INDEX = 16
 
 
 def _account() -> dict:
-    accounts = json.loads(Path(ROOT / "stack/chain/accounts.json").read_text())["accounts"]
-    return next(a for a in accounts if a["index"] == ACCOUNT_INDEX)
+    return account(ACCOUNT_INDEX)
 
 
 def _quote(url: str, spec: dict):

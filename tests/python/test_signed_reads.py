@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,16 +16,14 @@ from x402.http.clients import x402_httpx_transport
 from x402.mechanisms.evm.exact import ExactEvmScheme
 from x402.mechanisms.evm.signers import EthAccountSigner
 
-from conftest import NETWORK, ROOT, TIMEOUT
+from conftest import NETWORK, TIMEOUT, account
 
 ACCOUNT_INDEX = 22
 
 
 @pytest.fixture(scope="module")
 def owner() -> dict:
-    path = Path(os.environ.get("OURO_ACCOUNTS_FILE", ROOT / "stack/chain/accounts.json"))
-    accounts = json.loads(path.read_text())["accounts"]
-    return next(a for a in accounts if a["index"] == ACCOUNT_INDEX)
+    return account(ACCOUNT_INDEX)
 
 
 def sign(key: str, message: str) -> str:

@@ -7,10 +7,7 @@ Account 28 of accounts.json is this suite's alone (storage tests of #6 own 24-28
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +18,7 @@ from x402.http.clients import x402_httpx_transport
 from x402.mechanisms.evm.exact import ExactEvmScheme
 from x402.mechanisms.evm.signers import EthAccountSigner
 
-from conftest import NETWORK, ROOT, TIMEOUT
+from conftest import NETWORK, TIMEOUT, account
 
 ACCOUNT_INDEX = 28
 POLL_SECONDS = 120
@@ -29,9 +26,7 @@ POLL_SECONDS = 120
 
 @pytest.fixture(scope="module")
 def owner() -> dict:
-    path = Path(os.environ.get("OURO_ACCOUNTS_FILE", ROOT / "stack/chain/accounts.json"))
-    accounts = json.loads(path.read_text())["accounts"]
-    return next(a for a in accounts if a["index"] == ACCOUNT_INDEX)
+    return account(ACCOUNT_INDEX)
 
 
 def signed(key: str, message: str) -> str:

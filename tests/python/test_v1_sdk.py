@@ -8,9 +8,7 @@ creates and encodes the payment; nothing here signs by hand. Pays from anvil acc
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import httpx
 from eth_account import Account
@@ -20,17 +18,14 @@ from x402.mechanisms.evm.exact.v1.client import ExactEvmSchemeV1
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas.v1 import PaymentRequiredV1
 
-from conftest import ROOT, TIMEOUT
+from conftest import TIMEOUT, account
 
 ACCOUNT_INDEX = 14
 SPEC = {"script": "echo hello from v1"}
 
 
 def _account() -> dict:
-    import os
-
-    path = Path(os.environ.get("OURO_ACCOUNTS_FILE", ROOT / "stack/chain/accounts.json"))
-    return next(a for a in json.loads(path.read_text())["accounts"] if a["index"] == ACCOUNT_INDEX)
+    return account(ACCOUNT_INDEX)
 
 
 def test_a_v1_client_pays_with_x_payment(ouro_url, usdc_balance, submit_unpaid):

@@ -57,15 +57,16 @@ pub fn quota_of(account: Option<&AccountRow>, default: Quota) -> Quota {
     }
 }
 
+/// The wallet's account was accessed (with the files of the same batch).
+fn touch_account_stmt(db: &D1Database, wallet: &str, now_ms: u64) -> Result<D1PreparedStatement> {
+    stmt(db, "UPDATE storage_accounts SET last_accessed_at = ?2 WHERE wallet = ?1", &[s(wallet), n(now_ms as f64)])
+}
+
 /// A job mounted the storage: every file of the wallet was accessed.
 pub async fn touch_all(db: &D1Database, wallet: &str, now_ms: u64) -> Result<()> {
     db.batch(vec![
         stmt(db, "UPDATE storage_files SET accessed_at = ?2 WHERE wallet = ?1", &[s(wallet), n(now_ms as f64)])?,
-        stmt(
-            db,
-            "UPDATE storage_accounts SET last_accessed_at = ?2 WHERE wallet = ?1",
-            &[s(wallet), n(now_ms as f64)],
-        )?,
+        touch_account_stmt(db, wallet, now_ms)?,
     ])
     .await?;
     Ok(())
@@ -78,11 +79,7 @@ pub async fn touch_file(db: &D1Database, wallet: &str, path: &str, now_ms: u64) 
             "UPDATE storage_files SET accessed_at = ?3 WHERE wallet = ?1 AND path = ?2",
             &[s(wallet), s(path), n(now_ms as f64)],
         )?,
-        stmt(
-            db,
-            "UPDATE storage_accounts SET last_accessed_at = ?2 WHERE wallet = ?1",
-            &[s(wallet), n(now_ms as f64)],
-        )?,
+        touch_account_stmt(db, wallet, now_ms)?,
     ])
     .await?;
     Ok(())

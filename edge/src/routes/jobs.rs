@@ -105,36 +105,25 @@ fn time(ms: Option<u64>) -> Value {
     ms.map(|t| json!(rfc3339_from_millis(t))).unwrap_or(Value::Null)
 }
 
+/// The whole job: its [`summary`] and everything else there is to know about it.
 pub fn detail(job: &JobRow, events: &[EventRow], payment: Option<&PaymentRow>) -> Value {
-    json!({
-        "id": job.id,
-        "job_id": job.id,
-        "status": job.status,
-        "price_usdc": job.price_atomic as f64 / ATOMIC_PER_USD as f64,
-        "price": format_usd(job.price_atomic),
-        "submitted_at": time(Some(job.submitted_at)),
-        "started_at": time(job.started_at),
-        "completed_at": time(job.completed_at),
+    let artifacts = crate::routes::storage::artifacts_of(job);
+    let mut view = summary(job);
+    let rest = json!({
         "script": (!job.script.is_empty()).then_some(&job.script),
         "entrypoint": job.entrypoint,
-        "file_count": job.file_count,
         "files": serde_json::from_str::<Value>(&job.files_json).unwrap_or_else(|_| json!([])),
-        "image": job.image,
-        "cpus": job.cpus,
-        "time_limit_min": job.time_limit_min,
         "payer": job.payer,
         "submitter_address": job.submitter_address,
-        "failure_reason": job.failure_reason,
         "failure_stage": job.failure_stage,
         "failure_message": job.failure_message,
-        "fault": job.fault,
         "credit_applied": job.credit_applied_atomic as f64 / ATOMIC_PER_USD as f64,
         "mount_storage": job.mount_storage != 0,
         // Files the job left in /outputs ([{path, size, sha256}], at GET /api/jobs/{id}/files/{path}), those it
         // could not return, and what its /scratch sync did (routes/storage.rs).
-        "output_files": crate::routes::storage::artifacts_of(job).output_files,
-        "output_files_skipped": crate::routes::storage::artifacts_of(job).output_files_skipped,
-        "storage_sync": crate::routes::storage::artifacts_of(job).storage,
+        "output_files": artifacts.output_files,
+        "output_files_skipped": artifacts.output_files_skipped,
+        "storage_sync": artifacts.storage,
         "webhook": job.webhook_url.as_ref().map(|url| json!({
             "url": url,
             "state": job.webhook_state,
@@ -147,8 +136,6 @@ pub fn detail(job: &JobRow, events: &[EventRow], payment: Option<&PaymentRow>) -
         "error_output": job.error_output,
         "output_truncated": job.output_truncated != 0,
         "error_output_truncated": job.error_output_truncated != 0,
-        "exit_code": job.exit_code,
-        "compute_duration_s": job.compute_duration_s,
         "payment": payment.map(|p| json!({
             "transaction": p.tx_hash,
             "network": p.network,
@@ -161,7 +148,11 @@ pub fn detail(job: &JobRow, events: &[EventRow], payment: Option<&PaymentRow>) -
             "message": e.message,
             "timestamp": rfc3339_from_millis(e.created_at),
         })).collect::<Vec<_>>(),
-    })
+    });
+    if let (Value::Object(view), Value::Object(rest)) = (&mut view, rest) {
+        view.extend(rest);
+    }
+    view
 }
 
 /// Deadline of the edge's call asking an executor to kill a job.

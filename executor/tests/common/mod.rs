@@ -11,7 +11,8 @@ use bollard::Docker;
 use ouro_core::dispatch::JobAssignment;
 use ouro_core::workspace::WorkspaceFile;
 use ouro_executor::engine;
-use ouro_executor::run::Runner;
+use ouro_executor::run::{RunReport, Runner};
+use tokio::sync::watch;
 
 pub const SOCKET: &str = "unix:///var/run/docker.sock";
 pub const API_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,4 +77,21 @@ pub fn workspace_job(name: &str, image: &str, files: Vec<WorkspaceFile>, entrypo
 pub async fn remove_image(docker: &Docker, tag: &str) {
     let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().build();
     let _ = docker.remove_image(tag, Some(options), None).await;
+}
+
+/// The engine of this test, or a return from it (after saying so) when none answers. `#[macro_use] mod common;`.
+#[allow(unused_macros)] // binaries that check the engine themselves
+macro_rules! engine {
+    ($name:expr) => {
+        match common::engine_or_skip($name).await {
+            Some(docker) => docker,
+            None => return,
+        }
+    };
+}
+
+/// Runs `job` to its end (or `deadline`); the abort sender lives until the run returns, so it never fires.
+pub async fn run_with(runner: &Runner, job: &JobAssignment, deadline: Duration) -> RunReport {
+    let (_abort_tx, abort_rx) = watch::channel(false);
+    runner.run(job, deadline, abort_rx, || {}).await
 }
